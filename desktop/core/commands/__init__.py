@@ -1,0 +1,1 @@
+"""One module per ``cxr-screener`` subcommand (see :mod:`desktop.core.cli`)."""

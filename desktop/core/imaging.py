@@ -1,0 +1,755 @@
+"""Turn a file (path or bytes) into an :class:`XRay`: display-ready pixels plus metadata.
+
+One entry point, :func:`load_xray`. The format is detected from the content
+(PNG/JPEG signatures, ``DICM`` at byte 128, or a DICOM data set without
+preamble), never from the file name.
+
+DICOM is shown as a radiologist's viewer shows it: modality LUT (rescale or
+LUT sequence), then VOI LUT (LUT sequence, else the first window
+centre/width, else the full stored range), then MONOCHROME1 inversion, so
+bones are always white. Colour and non-projection images (CT, MR, ...) are
+refused with a clear message.
+
+Patient data read here (:class:`StudyMetadata`) is never logged: the
+dataclass keeps identifying fields out of its ``repr``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import (
+    CorruptImageError,
+    FileAccessError,
+    ImageLoadError,
+    ImageTooLargeError,
+    MissingDecoderError,
+    NotAnImageError,
+    UnsupportedImageError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Largest image accepted, in pixels (a 43x43 cm detector at 100 um is ~18.5 MP).
+MAX_PIXELS = 50_000_000
+#: Largest file read into memory.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+
+#: DICOM modalities that are projection radiographs (or test patterns) we can show.
+PROJECTION_MODALITIES = {"CR", "DX", "DR", "RG", "RF", "XA", "MG", "IO", "PX", "OT", "SC", ""}
+#: Modalities that are certainly not a chest radiograph: refused.
+REFUSED_MODALITIES = {
+    "CT": "CT image",
+    "MR": "MR image",
+    "PT": "PET image",
+    "NM": "nuclear medicine image",
+    "US": "ultrasound image",
+    "ES": "endoscopy image",
+    "XC": "photograph",
+    "OP": "ophthalmic photograph",
+    "OPT": "ophthalmic tomography",
+    "SM": "slide microscopy image",
+    "IVUS": "intravascular ultrasound image",
+    "OCT": "optical coherence tomography image",
+    "SEG": "segmentation object",
+    "RTIMAGE": "radiotherapy image",
+    "RTDOSE": "radiotherapy dose",
+}
+
+#: Transfer syntax UID -> (name, pip packages that decode it).
+TRANSFER_SYNTAX_DECODERS = {
+    "1.2.840.10008.1.2.4.50": ("JPEG Baseline", "pillow or python-gdcm"),
+    "1.2.840.10008.1.2.4.51": ("JPEG Extended (12-bit)", "python-gdcm"),
+    "1.2.840.10008.1.2.4.57": ("JPEG Lossless", "python-gdcm"),
+    "1.2.840.10008.1.2.4.70": ("JPEG Lossless SV1", "python-gdcm"),
+    "1.2.840.10008.1.2.4.80": ("JPEG-LS Lossless", "pyjpegls or python-gdcm"),
+    "1.2.840.10008.1.2.4.81": ("JPEG-LS Near-Lossless", "pyjpegls or python-gdcm"),
+    "1.2.840.10008.1.2.4.90": ("JPEG 2000 Lossless", "pylibjpeg-openjpeg or python-gdcm"),
+    "1.2.840.10008.1.2.4.91": ("JPEG 2000", "pylibjpeg-openjpeg or python-gdcm"),
+    "1.2.840.10008.1.2.5": ("RLE Lossless", "pylibjpeg-rle (or numpy, built in)"),
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """A linear display window in the image's own units (DICOM centre/width semantics).
+
+    Values at or below ``low`` show black, at or above ``high`` white (before
+    MONOCHROME1 inversion, which :class:`XRay` applies).
+    """
+
+    center: float
+    width: float
+    name: str = ""
+
+    @property
+    def low(self) -> float:
+        return self.center - 0.5 - (max(self.width, 1.0) - 1.0) / 2.0
+
+    @property
+    def high(self) -> float:
+        return self.center - 0.5 + (max(self.width, 1.0) - 1.0) / 2.0
+
+    @classmethod
+    def from_range(cls, low: float, high: float, name: str = "") -> Window:
+        """The window that maps ``low`` to black and ``high`` to white."""
+        width = max(float(high) - float(low), 1e-6) + 1.0
+        return cls(center=float(low) + 0.5 + (width - 1.0) / 2.0, width=width, name=name)
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Map ``values`` linearly to float32 in [0, 1]."""
+        low, high = self.low, self.high
+        span = max(high - low, 1e-12)
+        out = (values.astype(np.float32, copy=False) - np.float32(low)) / np.float32(span)
+        return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class StudyMetadata:
+    """What the file says about the patient and the study.
+
+    Identifying fields are kept out of ``repr`` so that an accidental log
+    line or traceback cannot leak them.
+    """
+
+    patient_name: str = field(default="", repr=False)
+    patient_id: str = field(default="", repr=False)
+    patient_sex: str = field(default="", repr=False)
+    patient_birth_date: str = field(default="", repr=False)
+    patient_age: str = field(default="", repr=False)
+    study_date: str = field(default="", repr=False)
+    study_time: str = field(default="", repr=False)
+    accession_number: str = field(default="", repr=False)
+    institution: str = field(default="", repr=False)
+    modality: str = ""
+    view_position: str = ""
+    body_part: str = ""
+    manufacturer: str = ""
+    study_description: str = field(default="", repr=False)
+    photometric: str = ""
+    transfer_syntax: str = ""
+    number_of_frames: int = 1
+
+    #: Fields that identify a patient (used by anonymisation and log scrubbing).
+    IDENTIFYING = (
+        "patient_name",
+        "patient_id",
+        "patient_birth_date",
+        "accession_number",
+        "institution",
+        "study_description",
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def identifying_values(self) -> list[str]:
+        """Non-empty identifying strings (for tests and scrubbing)."""
+        return [v for k in self.IDENTIFYING if (v := str(getattr(self, k)).strip())]
+
+
+@dataclass(frozen=True, eq=False)
+class XRay:
+    """A loaded radiograph.
+
+    ``pixels`` is what a viewer shows by default: float32 in [0, 1], bones
+    white. ``values`` holds the image in its own units (after the DICOM
+    modality LUT, or the PNG/JPEG intensities) for window/level; ``render``
+    applies another window to it.
+    """
+
+    pixels: np.ndarray
+    values: np.ndarray
+    bit_depth: int
+    window: Window
+    presets: tuple[Window, ...]
+    invert: bool
+    format: str
+    metadata: StudyMetadata
+    source: str | None = None
+    sha256: str = ""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
+
+    @property
+    def name(self) -> str:
+        return Path(self.source).name if self.source else "<bytes>"
+
+    def render(self, window: Window | None = None) -> np.ndarray:
+        """Display pixels for ``window`` (the default view when None)."""
+        if window is None:
+            return self.pixels
+        out = window.apply(self.values)
+        if self.invert:
+            out = 1.0 - out
+        return out
+
+    def to_uint8(self, window: Window | None = None) -> np.ndarray:
+        return np.round(self.render(window) * 255.0).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------
+
+
+def load_xray(source: str | os.PathLike[str] | bytes, *, name: str | None = None) -> XRay:
+    """Read a PNG, JPEG or DICOM radiograph from a path or from bytes.
+
+    Raises a subclass of :class:`~desktop.core.errors.ImageLoadError` naming
+    the file and the reason; nothing else is expected to escape.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        label: str | None = name
+    else:
+        label = os.fspath(source)
+        data = _read_file(Path(label))
+    try:
+        xray = _decode(data, label)
+    except ImageLoadError:
+        raise
+    except MemoryError as exc:
+        raise ImageTooLargeError(label, "not enough memory to decode this image") from exc
+    except RecursionError as exc:
+        raise CorruptImageError(label, "structure nested too deeply") from exc
+    except Exception as exc:  # a decoder bug or an unforeseen corruption
+        raise CorruptImageError(label, f"could not decode ({type(exc).__name__}: {exc})") from exc
+    return replace(xray, sha256=hashlib.sha256(data).hexdigest())
+
+
+def detect_format(head: bytes) -> str | None:
+    """``"png"``, ``"jpeg"``, ``"dicom"`` or None, from the first bytes of a file (>= 132)."""
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(JPEG_SIGNATURE):
+        return "jpeg"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if _looks_like_raw_dicom(head):
+        return "dicom"
+    return None
+
+
+def _looks_like_raw_dicom(head: bytes) -> bool:
+    """A DICOM data set without preamble: starts with a plausible (group, element) tag."""
+    if len(head) < 8:
+        return False
+    group = int.from_bytes(head[0:2], "little")
+    element = int.from_bytes(head[2:4], "little")
+    if group not in (0x0002, 0x0008):
+        return False
+    if element > 0x1000:
+        return False
+    vr = head[4:6]
+    if vr.isalpha() and vr.isupper():  # explicit VR
+        return True
+    length = int.from_bytes(head[4:8], "little")  # implicit VR: a sane length
+    return length < 1024
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        if path.is_dir():
+            raise FileAccessError(path, "is a folder, not a file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageTooLargeError(
+                path, f"file is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit"
+            )
+        with path.open("rb") as fh:
+            return fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise FileAccessError(path, "file not found") from exc
+    except PermissionError as exc:
+        raise FileAccessError(path, "permission denied: cannot read the file") from exc
+    except IsADirectoryError as exc:
+        raise FileAccessError(path, "is a folder, not a file") from exc
+    except OSError as exc:
+        raise FileAccessError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+
+
+def _decode(data: bytes, label: str | None) -> XRay:
+    if not data:
+        raise NotAnImageError(label, "empty file")
+    fmt = detect_format(data[:132])
+    if fmt in ("png", "jpeg"):
+        return _load_pil(data, label, fmt)
+    if fmt == "dicom":
+        return _load_dicom(data, label)
+    other = _other_format(data[:16])
+    if other:
+        raise UnsupportedImageError(
+            label, f"{other} file: not supported", "save it as PNG, JPEG or DICOM"
+        )
+    raise NotAnImageError(label, "not an image (neither PNG, JPEG nor DICOM by its content)")
+
+
+def _other_format(head: bytes) -> str | None:
+    known = {
+        b"II*\x00": "TIFF",
+        b"MM\x00*": "TIFF",
+        b"BM": "BMP",
+        b"GIF8": "GIF",
+        b"RIFF": "WebP/RIFF",
+        b"%PDF": "PDF",
+        b"PK\x03\x04": "ZIP",
+    }
+    for sig, fmt in known.items():
+        if head.startswith(sig):
+            return fmt
+    return None
+
+
+# --------------------------------------------------------------------------
+# PNG / JPEG
+# --------------------------------------------------------------------------
+
+
+def _load_pil(data: bytes, label: str | None, fmt: str) -> XRay:
+    name = fmt.upper()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise ImageTooLargeError(
+                    label,
+                    f"{width}x{height} pixels, over the {MAX_PIXELS / 1e6:.0f} megapixel limit "
+                    "(refused as a possible decompression bomb)",
+                )
+            if width < 16 or height < 16:
+                raise UnsupportedImageError(label, f"{width}x{height} pixels: too small for an X-ray")
+            im.load()
+            exif_warn: list[str] = []
+            try:
+                im = ImageOps.exif_transpose(im) or im
+            except Exception:  # broken EXIF: keep the pixels as stored
+                exif_warn.append("unreadable EXIF orientation ignored")
+    except ImageLoadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(label, f"refused as a possible decompression bomb ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        msg = str(exc)
+        if "truncated" in msg.lower() or isinstance(exc, EOFError):
+            reason = f"truncated {name}"
+        elif "crc" in msg.lower():
+            reason = f"damaged {name} (checksum error)"
+        else:
+            reason = f"damaged {name} ({msg})"
+        raise CorruptImageError(label, reason) from exc
+
+    values, bit_depth = _pil_to_gray(im)
+    maxval = float(2**bit_depth - 1)
+    window = Window.from_range(0.0, maxval, "Full range")
+    presets = [window]
+    lo, hi = float(values.min()), float(values.max())
+    if hi > lo and (lo > 0 or hi < maxval):
+        presets.append(Window.from_range(lo, hi, "Image min-max"))
+    meta = StudyMetadata(modality="", photometric="MONOCHROME2")
+    return XRay(
+        pixels=window.apply(values),
+        values=values,
+        bit_depth=bit_depth,
+        window=window,
+        presets=tuple(presets),
+        invert=False,
+        format=fmt,
+        metadata=meta,
+        source=label,
+        warnings=tuple(exif_warn),
+    )
+
+
+def _pil_to_gray(im: Image.Image) -> tuple[np.ndarray, int]:
+    """Grayscale float32 values in the image's own units, and the bit depth."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(im, dtype=np.float32), 16
+    if mode == "I":
+        arr = np.asarray(im, dtype=np.float32)
+        return arr, 16 if arr.max(initial=0) <= 65535 else 32
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        return ((arr - lo) / max(hi - lo, 1e-12) * 65535.0).astype(np.float32), 16
+    if mode == "1":
+        return np.asarray(im.convert("L"), dtype=np.float32), 8
+    if mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+        mode = im.mode
+    if mode in ("LA", "La"):
+        return np.asarray(im.getchannel("L"), dtype=np.float32), 8
+    if mode in ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+        # ITU-R 601 luma, as Pillow's convert("L"), without its rounding to 8 bits.
+        gray = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+        return np.clip(gray, 0.0, 255.0).astype(np.float32), 8
+    return np.asarray(im.convert("L"), dtype=np.float32), 8
+
+
+# --------------------------------------------------------------------------
+# DICOM
+# --------------------------------------------------------------------------
+
+
+def _text(ds: Any, keyword: str) -> str:
+    try:
+        value = ds.get(keyword, "")
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _read_dataset(data: bytes, label: str | None) -> Any:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(io.BytesIO(data), force=True)
+    except InvalidDicomError as exc:
+        raise CorruptImageError(label, f"invalid DICOM ({exc})") from exc
+    except (EOFError, OSError) as exc:
+        raise CorruptImageError(label, "truncated DICOM") from exc
+    except RecursionError as exc:
+        raise CorruptImageError(label, "DICOM sequences nested too deeply") from exc
+    except Exception as exc:
+        raise CorruptImageError(label, f"damaged DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+def _dicom_metadata(ds: Any) -> StudyMetadata:
+    ts = ""
+    try:
+        ts = str(ds.file_meta.TransferSyntaxUID)
+    except Exception:
+        ts = ""
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except Exception:
+        frames = 1
+    return StudyMetadata(
+        patient_name=_text(ds, "PatientName"),
+        patient_id=_text(ds, "PatientID"),
+        patient_sex=_text(ds, "PatientSex"),
+        patient_birth_date=_text(ds, "PatientBirthDate"),
+        patient_age=_text(ds, "PatientAge"),
+        study_date=_text(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        accession_number=_text(ds, "AccessionNumber"),
+        institution=_text(ds, "InstitutionName"),
+        modality=_text(ds, "Modality").upper(),
+        view_position=_text(ds, "ViewPosition"),
+        body_part=_text(ds, "BodyPartExamined"),
+        manufacturer=_text(ds, "Manufacturer"),
+        study_description=_text(ds, "StudyDescription"),
+        photometric=_text(ds, "PhotometricInterpretation").upper(),
+        transfer_syntax=ts,
+        number_of_frames=frames,
+    )
+
+
+def _int_tag(ds: Any, keyword: str, default: int | None = None) -> int | None:
+    try:
+        value = ds.get(keyword, default)
+        return default if value is None or value == "" else int(value)
+    except Exception:
+        return default
+
+
+def _check_dicom(ds: Any, meta: StudyMetadata, label: str | None) -> list[str]:
+    """Refuse what we cannot or should not show; return warnings for what we show anyway."""
+    notes: list[str] = []
+    if meta.modality in REFUSED_MODALITIES:
+        raise UnsupportedImageError(
+            label, f"{REFUSED_MODALITIES[meta.modality]} (modality {meta.modality}), expected a radiograph"
+        )
+    if meta.modality not in PROJECTION_MODALITIES:
+        notes.append(f"unusual modality {meta.modality!r} for a chest radiograph")
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise CorruptImageError(label, "DICOM has no pixel data")
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        raise UnsupportedImageError(label, "floating-point DICOM pixel data is not a radiograph")
+    samples = _int_tag(ds, "SamplesPerPixel", 1)
+    photometric = meta.photometric or "MONOCHROME2"
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise UnsupportedImageError(
+            label, f"colour image ({photometric}, {samples} samples per pixel), expected a grayscale radiograph"
+        )
+    rows = _int_tag(ds, "Rows")
+    cols = _int_tag(ds, "Columns")
+    if not rows or not cols or rows < 0 or cols < 0:
+        raise CorruptImageError(label, "DICOM has no valid Rows/Columns")
+    if rows * cols > MAX_PIXELS:
+        raise ImageTooLargeError(
+            label, f"{cols}x{rows} pixels, over the {MAX_PIXELS / 1e6:.0f} megapixel limit"
+        )
+    if rows < 16 or cols < 16:
+        raise UnsupportedImageError(label, f"{cols}x{rows} pixels: too small for an X-ray")
+    allocated = _int_tag(ds, "BitsAllocated")
+    stored = _int_tag(ds, "BitsStored", allocated)
+    if allocated not in (1, 8, 16, 32):
+        raise CorruptImageError(label, f"unsupported Bits Allocated {allocated}")
+    if stored is None or stored < 1 or stored > allocated:
+        raise CorruptImageError(label, f"Bits Stored {stored} is not within Bits Allocated {allocated}")
+    if meta.number_of_frames > 1:
+        notes.append(f"multi-frame DICOM ({meta.number_of_frames} frames): showing the first frame")
+    body = meta.body_part.upper()
+    if body and body not in ("CHEST", "THORAX", "LUNG", "TORSO"):
+        notes.append(f"body part {meta.body_part}, not chest")
+    return notes
+
+
+def _decode_pixels(ds: Any, meta: StudyMetadata, label: str | None) -> np.ndarray:
+    ts = meta.transfer_syntax
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if meta.number_of_frames > 1:
+                ds.pixel_array_options(index=0)  # decode the first frame only
+            arr = ds.pixel_array
+    except NotImplementedError as exc:
+        raise _missing_decoder(label, ts, exc) from exc
+    except RuntimeError as exc:
+        msg = str(exc)
+        if "no pixel data decoders" in msg.lower() or "missing required dependencies" in msg.lower():
+            raise _missing_decoder(label, ts, exc) from exc
+        if "all available plugins" in msg.lower() and ts in TRANSFER_SYNTAX_DECODERS:
+            name = TRANSFER_SYNTAX_DECODERS[ts][0]
+            raise UnsupportedImageError(
+                label,
+                f"transfer syntax {ts} ({name}): none of the bundled decoders can read this file "
+                f"({_short(msg, 120)})",
+                "convert it to an uncompressed or JPEG 2000 DICOM",
+            ) from exc
+        raise CorruptImageError(label, f"cannot decode DICOM pixel data ({_short(msg)})") from exc
+    except (ValueError, EOFError, OSError, KeyError, AttributeError, TypeError) as exc:
+        msg = str(exc)
+        if "transfer syntax" in msg.lower() and ("not supported" in msg.lower() or "unknown" in msg.lower()):
+            raise UnsupportedImageError(label, f"unsupported transfer syntax {ts}") from exc
+        if "buffer" in msg.lower() or "length" in msg.lower() or "size" in msg.lower():
+            raise CorruptImageError(
+                label, f"DICOM pixel data does not match Rows/Columns/Bits ({_short(msg)})"
+            ) from exc
+        raise CorruptImageError(label, f"cannot decode DICOM pixel data ({_short(msg)})") from exc
+    arr = np.asarray(arr)
+    if meta.number_of_frames > 1 and arr.ndim == 3 and arr.shape[0] == meta.number_of_frames:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise UnsupportedImageError(label, f"pixel data has shape {arr.shape}, expected one 2-D frame")
+    return arr
+
+
+def _short(msg: str, limit: int = 160) -> str:
+    msg = " ".join(msg.split())
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
+def _missing_decoder(label: str | None, ts: str, exc: BaseException) -> MissingDecoderError:
+    name, packages = TRANSFER_SYNTAX_DECODERS.get(ts, ("", ""))
+    if name:
+        return MissingDecoderError(
+            label, f"unsupported transfer syntax {ts} ({name})", f"install {packages}"
+        )
+    return MissingDecoderError(label, f"unsupported transfer syntax {ts or '(none given)'}")
+
+
+def _modality_lut(arr: np.ndarray, ds: Any) -> tuple[np.ndarray, float, float]:
+    """Apply the modality LUT; return values and the output range of the stored values."""
+    from pydicom.pixels import apply_modality_lut
+
+    stored = _int_tag(ds, "BitsStored", 16) or 16
+    signed = (_int_tag(ds, "PixelRepresentation", 0) or 0) == 1
+    if signed:
+        smin, smax = -(2 ** (stored - 1)), 2 ** (stored - 1) - 1
+    else:
+        smin, smax = 0, 2**stored - 1
+    if "ModalityLUTSequence" in ds:
+        item = ds.ModalityLUTSequence[0]
+        out = apply_modality_lut(arr, ds).astype(np.float32)
+        lut_bits = _lut_bits(item)
+        return out, 0.0, float(2**lut_bits - 1)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    out = arr.astype(np.float32)
+    if slope != 1.0 or intercept != 0.0:
+        out = out * np.float32(slope) + np.float32(intercept)
+    lo, hi = sorted((smin * slope + intercept, smax * slope + intercept))
+    return out, float(lo), float(hi)
+
+
+def _lut_bits(item: Any) -> int:
+    try:
+        bits = int(item.LUTDescriptor[2])
+        return bits if 1 <= bits <= 16 else 16
+    except Exception:
+        return 16
+
+
+def _windows(ds: Any) -> list[Window]:
+    centers = ds.get("WindowCenter")
+    widths = ds.get("WindowWidth")
+    if centers is None or widths is None:
+        return []
+    cs = list(centers) if isinstance(centers, (list, tuple)) or type(centers).__name__ == "MultiValue" else [centers]
+    ws = list(widths) if isinstance(widths, (list, tuple)) or type(widths).__name__ == "MultiValue" else [widths]
+    names_raw = ds.get("WindowCenterWidthExplanation")
+    if names_raw is None:
+        names: list[str] = []
+    elif isinstance(names_raw, (list, tuple)) or type(names_raw).__name__ == "MultiValue":
+        names = [str(n) for n in names_raw]
+    else:
+        names = [str(names_raw)]
+    out = []
+    for i, (c, w) in enumerate(zip(cs, ws)):
+        try:
+            cf, wf = float(c), float(w)
+        except (TypeError, ValueError):
+            continue
+        if wf <= 0 or not np.isfinite(cf) or not np.isfinite(wf):
+            continue
+        label = names[i] if i < len(names) and names[i] else f"DICOM window {i + 1}"
+        out.append(Window(cf, wf, label))
+    return out
+
+
+def _voi_lut_sequence(ds: Any, values: np.ndarray) -> np.ndarray | None:
+    """Apply the first VOI LUT of the sequence; float32 [0, 1], or None if absent/invalid."""
+    if "VOILUTSequence" not in ds:
+        return None
+    try:
+        item = ds.VOILUTSequence[0]
+        desc = item.LUTDescriptor
+        n_entries = int(desc[0]) or 65536
+        first = int(desc[1])
+        bits = _lut_bits(item)
+        raw = item.LUTData
+        lut = np.asarray(raw, dtype=np.float64).ravel()
+        if lut.size < n_entries:
+            return None
+        lut = lut[:n_entries]
+        idx = np.clip(np.round(values).astype(np.int64) - first, 0, n_entries - 1)
+        out = lut[idx] / float(2**bits - 1)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+    except Exception:
+        return None
+
+
+def _load_dicom(data: bytes, label: str | None) -> XRay:
+    ds = _read_dataset(data, label)
+    if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+        # No File Meta header (a "raw" data set): pydicom guessed the encoding; record it.
+        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        from pydicom.dataset import FileMetaDataset
+
+        if not hasattr(ds, "file_meta") or ds.file_meta is None:
+            ds.file_meta = FileMetaDataset()
+        ts = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
+        ds.file_meta.TransferSyntaxUID = ts
+    meta = _dicom_metadata(ds)
+    notes = _check_dicom(ds, meta, label)
+    arr = _decode_pixels(ds, meta, label)
+    rows, cols = _int_tag(ds, "Rows"), _int_tag(ds, "Columns")
+    if arr.shape != (rows, cols):
+        raise CorruptImageError(
+            label, f"decoded {arr.shape[1]}x{arr.shape[0]} pixels but Rows/Columns say {cols}x{rows}"
+        )
+    values, range_lo, range_hi = _modality_lut(arr, ds)
+    finite = np.isfinite(values)
+    if not finite.all():
+        values = np.where(finite, values, np.float32(range_lo)).astype(np.float32)
+    stored = _int_tag(ds, "BitsStored", 8) or 8
+    invert = meta.photometric == "MONOCHROME1"
+
+    presets = _windows(ds)
+    data_lo, data_hi = float(values.min()), float(values.max())
+    full = Window.from_range(range_lo, range_hi, "Full stored range")
+    data_range = Window.from_range(data_lo, data_hi if data_hi > data_lo else data_lo + 1, "Image min-max")
+
+    lut_pixels = _voi_lut_sequence(ds, values)
+    if lut_pixels is not None:
+        window = data_range
+        pixels = lut_pixels
+        notes_window = "VOI LUT sequence"
+    elif presets:
+        window = presets[0]
+        pixels = window.apply(values)
+        notes_window = window.name
+    else:
+        # Full stored range, unless the data clearly uses only a small part of it
+        # (e.g. 12-bit data in a 16-bit Bits Stored), which would show near black.
+        span = range_hi - range_lo
+        if span > 0 and (data_hi - data_lo) < span / 16.0:
+            window = data_range
+            log.debug("no window and data use a small part of the stored range: showing min-max")
+        else:
+            window = full
+        pixels = window.apply(values)
+        notes_window = window.name
+    log.debug("DICOM default view: %s", notes_window)
+    if invert:
+        pixels = 1.0 - pixels
+    all_presets = [*presets, full, data_range]
+    return XRay(
+        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+        values=values,
+        bit_depth=int(stored),
+        window=window,
+        presets=tuple(all_presets),
+        invert=invert,
+        format="dicom",
+        metadata=meta,
+        source=label,
+        warnings=tuple(notes),
+    )
+
+
+def loaders_available() -> dict[str, bool]:
+    """Which optional DICOM decoders import (for ``selftest`` and the About dialog)."""
+    out: dict[str, bool] = {}
+    for module in ("gdcm", "pylibjpeg", "openjpeg", "rle", "jpeg_ls", "PIL"):
+        try:
+            __import__(module)
+            out[module] = True
+        except Exception:
+            out[module] = False
+    return out
+
+
+LoadFn = Callable[[str | os.PathLike[str] | bytes], XRay]
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_PIXELS",
+    "StudyMetadata",
+    "Window",
+    "XRay",
+    "detect_format",
+    "load_xray",
+    "loaders_available",
+]
