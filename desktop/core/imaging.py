@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -323,21 +324,103 @@ def _other_format(head: bytes) -> str | None:
 # --------------------------------------------------------------------------
 
 
+#: Smallest image accepted on either side, in pixels.
+MIN_SIDE = 16
+
+
+def _check_size(width: int, height: int, label: str | None, bomb_hint: bool = True) -> None:
+    """Refuse absurd or tiny declared sizes before anything is decoded."""
+    if width <= 0 or height <= 0:
+        raise CorruptImageError(label, f"image declares {width}x{height} pixels")
+    if width * height > MAX_PIXELS:
+        reason = f"{width}x{height} pixels, over the {MAX_PIXELS / 1e6:.0f} megapixel limit"
+        if bomb_hint:
+            reason += " (refused as a possible decompression bomb)"
+        raise ImageTooLargeError(label, reason)
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise UnsupportedImageError(label, f"{width}x{height} pixels: too small for an X-ray")
+
+
+def _check_png(data: bytes, label: str | None) -> None:
+    """Walk the PNG chunks: sizes from IHDR, every CRC, a complete IEND.
+
+    Pillow checks CRCs of some chunks only and decodes a file cut after its last
+    IDAT; a radiograph that was damaged in transit must not be shown as if intact.
+    """
+    pos = len(PNG_SIGNATURE)
+    first = True
+    end = len(data)
+    while True:
+        if pos + 12 > end:
+            raise CorruptImageError(label, "truncated PNG (file ends before the IEND chunk)")
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        ctype = data[pos + 4 : pos + 8]
+        if length > 0x7FFFFFFF or not ctype.isalpha():
+            raise CorruptImageError(label, f"damaged PNG (invalid chunk at byte {pos})")
+        body_end = pos + 8 + length
+        if body_end + 4 > end:
+            raise CorruptImageError(
+                label, f"truncated PNG ({ctype.decode('ascii')} chunk runs past the end of the file)"
+            )
+        if first:
+            if ctype != b"IHDR" or length != 13:
+                raise CorruptImageError(label, "damaged PNG (no IHDR header chunk)")
+            width = int.from_bytes(data[pos + 8 : pos + 12], "big")
+            height = int.from_bytes(data[pos + 12 : pos + 16], "big")
+        crc = int.from_bytes(data[body_end : body_end + 4], "big")
+        if zlib.crc32(memoryview(data)[pos + 4 : body_end]) != crc:
+            raise CorruptImageError(
+                label, f"damaged PNG (checksum error in the {ctype.decode('ascii')} chunk)"
+            )
+        if first:
+            _check_size(width, height, label)
+            first = False
+        if ctype == b"IEND":
+            return
+        pos = body_end + 4
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first SOF marker of a JPEG, without decoding; None if not found."""
+    pos = 2
+    end = len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > end:
+                return None
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            return width, height
+        if marker in (0xD9, 0xDA) or length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
 def _load_pil(data: bytes, label: str | None, fmt: str) -> XRay:
     name = fmt.upper()
+    if fmt == "png":
+        _check_png(data, label)
+    else:
+        size = _jpeg_size(data)
+        if size is not None:
+            _check_size(size[0], size[1], label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             width, height = im.size
-            if width * height > MAX_PIXELS:
-                raise ImageTooLargeError(
-                    label,
-                    f"{width}x{height} pixels, over the {MAX_PIXELS / 1e6:.0f} megapixel limit "
-                    "(refused as a possible decompression bomb)",
-                )
-            if width < 16 or height < 16:
-                raise UnsupportedImageError(label, f"{width}x{height} pixels: too small for an X-ray")
+            _check_size(width, height, label)
             im.load()
             exif_warn: list[str] = []
             try:
@@ -354,8 +437,10 @@ def _load_pil(data: bytes, label: str | None, fmt: str) -> XRay:
             reason = f"truncated {name}"
         elif "crc" in msg.lower():
             reason = f"damaged {name} (checksum error)"
+        elif "cannot identify image file" in msg:
+            reason = f"damaged {name} (the image decoder cannot read it)"
         else:
-            reason = f"damaged {name} ({msg})"
+            reason = f"damaged {name} ({_short(msg)})"
         raise CorruptImageError(label, reason) from exc
 
     values, bit_depth = _pil_to_gray(im)
@@ -431,7 +516,11 @@ def _read_dataset(data: bytes, label: str | None) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pydicom.dcmread(io.BytesIO(data), force=True)
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        _check_element_lengths(ds, label)
+        return ds
+    except ImageLoadError:
+        raise
     except InvalidDicomError as exc:
         raise CorruptImageError(label, f"invalid DICOM ({exc})") from exc
     except (EOFError, OSError) as exc:
@@ -440,6 +529,36 @@ def _read_dataset(data: bytes, label: str | None) -> Any:
         raise CorruptImageError(label, "DICOM sequences nested too deeply") from exc
     except Exception as exc:
         raise CorruptImageError(label, f"damaged DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_element_lengths(ds: Any, label: str | None) -> None:
+    """Refuse a data set whose elements declare more bytes than the file holds.
+
+    pydicom keeps reading a truncated file and stores the short value; a declared
+    length past the end of the file (a cut file, or a hostile 1 GB length) means
+    everything after it is missing or misread.
+    """
+    for tag in list(ds.keys()):
+        try:
+            elem = ds.get_item(tag)
+        except Exception:
+            continue
+        length = getattr(elem, "length", None)
+        value = getattr(elem, "value", None)
+        if (
+            isinstance(length, int)
+            and length != 0xFFFFFFFF
+            and isinstance(value, (bytes, bytearray))
+            and len(value) < length
+        ):
+            where = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+            raise CorruptImageError(
+                label,
+                f"truncated DICOM: element {where} declares {length} bytes "
+                f"but the file ends after {len(value)}",
+            )
+    # Pixel data that pydicom could not place (e.g. swallowed by a bad length) is reported
+    # as missing later by _check_dicom.
 
 
 def _dicom_metadata(ds: Any) -> StudyMetadata:
@@ -521,6 +640,71 @@ def _check_dicom(ds: Any, meta: StudyMetadata, label: str | None) -> list[str]:
     body = meta.body_part.upper()
     if body and body not in ("CHEST", "THORAX", "LUNG", "TORSO"):
         notes.append(f"body part {meta.body_part}, not chest")
+    return notes
+
+
+#: Transfer syntaxes whose pixel data is stored uncompressed (after inflating, for Deflate).
+NATIVE_TRANSFER_SYNTAXES = {
+    "1.2.840.10008.1.2": "Implicit VR Little Endian",
+    "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
+    "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian",
+    "1.2.840.10008.1.2.2": "Explicit VR Big Endian",
+}
+
+
+def _check_pixel_data(ds: Any, meta: StudyMetadata, label: str | None) -> list[str]:
+    """Before decoding: a known transfer syntax, and native pixel data of the declared size.
+
+    Rows x Columns x frames x Bits Allocated is checked against the bytes actually present,
+    so a lying header cannot make the decoder allocate (or read) more than the file holds.
+    """
+    notes: list[str] = []
+    ts = meta.transfer_syntax
+    if ts not in NATIVE_TRANSFER_SYNTAXES and ts not in TRANSFER_SYNTAX_DECODERS:
+        raise UnsupportedImageError(
+            label,
+            f"unknown or unsupported transfer syntax {ts or '(none given)'}",
+            "convert it to an uncompressed, JPEG 2000 or JPEG-LS DICOM",
+        )
+    rows = _int_tag(ds, "Rows") or 0
+    cols = _int_tag(ds, "Columns") or 0
+    allocated = _int_tag(ds, "BitsAllocated") or 16
+    frames = max(meta.number_of_frames, 1)
+    elem = ds.get_item("PixelData")
+    raw = getattr(elem, "value", None)
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) == 0:
+        raise CorruptImageError(label, "DICOM has no pixel data")
+    actual = len(raw)
+    if ts in NATIVE_TRANSFER_SYNTAXES:
+        if raw[:4] == b"\xfe\xff\x00\xe0":
+            log.debug("native transfer syntax but encapsulated-looking pixel data")
+        per_frame = (rows * cols * allocated + 7) // 8
+        expected = per_frame * frames
+        if actual < expected:
+            if frames > 1 and actual >= per_frame:
+                raise CorruptImageError(
+                    label,
+                    f"DICOM pixel data holds {actual} bytes but {frames} frames of {cols}x{rows} "
+                    f"need {expected} (wrong Number of Frames or a truncated file)",
+                )
+            raise CorruptImageError(
+                label,
+                f"DICOM pixel data holds {actual} bytes but Rows/Columns/Bits Allocated "
+                f"({rows}x{cols}x{allocated} bits) need {expected} (truncated file or wrong Rows/Columns)",
+            )
+        row_bytes = max((cols * allocated + 7) // 8, 2)
+        if actual - expected >= row_bytes:
+            raise CorruptImageError(
+                label,
+                f"DICOM pixel data holds {actual} bytes, more than Rows/Columns/Bits Allocated "
+                f"({rows}x{cols}x{allocated} bits, {frames} frame(s)) describe: {expected} "
+                "(wrong Rows/Columns)",
+            )
+    else:
+        if raw[:4] != b"\xfe\xff\x00\xe0":
+            raise CorruptImageError(
+                label, f"compressed transfer syntax {ts} but the pixel data is not encapsulated"
+            )
     return notes
 
 
@@ -673,6 +857,7 @@ def _load_dicom(data: bytes, label: str | None) -> XRay:
         ds.file_meta.TransferSyntaxUID = ts
     meta = _dicom_metadata(ds)
     notes = _check_dicom(ds, meta, label)
+    notes += _check_pixel_data(ds, meta, label)
     arr = _decode_pixels(ds, meta, label)
     rows, cols = _int_tag(ds, "Rows"), _int_tag(ds, "Columns")
     if arr.shape != (rows, cols):
