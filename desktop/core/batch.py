@@ -164,7 +164,11 @@ def _one_line(text: str) -> str:
 
 
 class _Model:
-    """What the scan needs from a Predictor: its spec, names, and a batch forward pass."""
+    """What the scan needs from a Predictor: its spec, names, and a batch forward pass.
+
+    Reads ``predictor.bundle`` (a :class:`desktop.core.bundle.Bundle`); a
+    stand-in without a bundle may provide ``spec``, ``name`` and ``version``.
+    """
 
     def __init__(self, predictor: Any, operating_point: str | None) -> None:
         self.predictor = predictor
@@ -172,18 +176,15 @@ class _Model:
         card = getattr(bundle, "card", None)
         self.spec: Any = getattr(predictor, "spec", None)
         if self.spec is None:
-            from .preprocess import PreprocessSpec
-
-            spec_dict = _card_get(card, "input", {}).get("preprocess", {})
-            self.spec = PreprocessSpec.from_dict(spec_dict)
-        self.name = str(_first(predictor, bundle, card, attr="name", default=""))
-        self.version = str(_first(predictor, bundle, card, attr="version", default=""))
+            self.spec = card.preprocess  # type: ignore[union-attr]
+        self.name = str(getattr(bundle, "name", None) or getattr(predictor, "name", ""))
+        self.version = str(getattr(bundle, "version", None) or getattr(predictor, "version", ""))
+        self.sha256: str | None = getattr(card, "sha256", None)
         self.operating_point = operating_point
         self.threshold: float | None = None
-        resolve = getattr(predictor, "operating_point", None)
-        if callable(resolve):
-            op = resolve(operating_point)
-            self.operating_point = str(getattr(op, "name", operating_point))
+        if card is not None:
+            op = card.operating_point(operating_point)  # ModelError if unknown: before any work
+            self.operating_point = op.name
             self.threshold = float(op.threshold)
         self.fast = callable(getattr(predictor, "predict_inputs", None))
 
@@ -212,24 +213,6 @@ class _Model:
         if preds and self.threshold is None:
             self.threshold = float(preds[0].threshold)
             self.operating_point = str(preds[0].operating_point)
-
-
-def _card_get(card: Any, key: str, default: Any) -> Any:
-    if card is None:
-        return default
-    if isinstance(card, dict):
-        return card.get(key, default)
-    return getattr(card, key, default)
-
-
-def _first(*objs: Any, attr: str, default: Any) -> Any:
-    for obj in objs:
-        if obj is None:
-            continue
-        value = obj.get(attr) if isinstance(obj, dict) else getattr(obj, attr, None)
-        if value is not None and not callable(value):
-            return value
-    return default
 
 
 # --------------------------------------------------------------------------
@@ -1027,9 +1010,7 @@ def _audit(audit: Any, result: ScanResult, model: _Model) -> None:
 
 
 def _model_sha(model: _Model) -> str | None:
-    bundle = getattr(model.predictor, "bundle", None)
-    value = _first(bundle, getattr(bundle, "card", None), attr="sha256", default=None)
-    return None if value is None else str(value)
+    return model.sha256
 
 
 def mark_output_folder(folder: str | os.PathLike[str]) -> None:

@@ -1,0 +1,153 @@
+"""``cxr-screener predict FILE... [--model NAME] [--operating-point NAME] [--heatmap-dir DIR]``.
+
+Prints one JSON object per file and line on stdout, in the order given::
+
+    {"file": "a.png", "status": "ok", "label": "covid", "p_covid": 0.93, "model": "mobilenet",
+     "model_version": "1.0.0", "operating_point": "balanced", "threshold": 0.5, "error": null}
+
+Exit code 0 if every file was screened, 1 if any failed (its line says why),
+2 for usage errors (unknown model or operating point, heatmap exists...).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="screen X-ray files; one JSON line per file on stdout",
+        description="Screen PNG, JPEG or DICOM chest X-rays with a bundled model. Prints one JSON "
+        "object per file and line: file, status, label, p_covid, model, model_version, "
+        "operating_point, threshold, error. Exit code 0 if all files were screened, 1 if any "
+        "failed, 2 for usage errors.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG or DICOM files")
+    p.add_argument("--model", help="model bundle name (default: the default bundle; see `cxr-screener models`)")
+    p.add_argument("--operating-point", metavar="NAME", help="decision threshold by name (default: the model's)")
+    p.add_argument("--heatmap-dir", metavar="DIR", help="also write a Grad-CAM overlay PNG per file into DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace heatmap PNGs that already exist")
+    p.add_argument("--operator", help="operator recorded in the audit log (default: $CXR_SCREENER_OPERATOR or login)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from desktop.core.audit import AuditLog
+    from desktop.core.commands._model import load_model, prediction_fields
+    from desktop.core.errors import CXRError, OutputError
+    from desktop.core.imaging import load_xray
+
+    loaded = load_model(args.model, args.operating_point)  # usage errors (exit 2) before any work
+    heat_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
+    targets: dict[int, Path] = {}
+    if heat_dir is not None:
+        targets = _heatmap_targets(args.files, heat_dir, overwrite=args.overwrite)
+
+    audit = AuditLog(operator=args.operator)
+    failed = 0
+    try:
+        for i, file in enumerate(args.files):
+            record: dict[str, object] = {
+                "file": file,
+                "status": "error",
+                "label": None,
+                "p_covid": None,
+                "model": loaded.name,
+                "model_version": loaded.version,
+                "operating_point": loaded.operating_point,
+                "threshold": loaded.threshold,
+                "error": None,
+            }
+            sha = None
+            try:
+                xray = load_xray(file)
+                sha = xray.sha256
+                if heat_dir is not None:
+                    pred, heatmap = loaded.predictor.explain(xray, operating_point=loaded.operating_point)
+                else:
+                    pred = loaded.predictor.predict([xray], operating_point=loaded.operating_point)[0]
+                    heatmap = None
+                record.update(prediction_fields(pred))
+                record["status"] = "ok"
+                if heatmap is not None:
+                    from desktop.core.commands._model import write_overlay
+
+                    try:
+                        write_overlay(targets[i], xray, heatmap, overwrite=args.overwrite)
+                        record["heatmap"] = str(targets[i])
+                    except OutputError as exc:
+                        record["heatmap"] = None
+                        record["status"] = "error"
+                        record["error"] = f"heatmap not written: {exc}"
+            except CXRError as exc:
+                record["error"] = str(exc)
+                record["error_kind"] = exc.kind
+            if record["status"] != "ok":
+                failed += 1
+            audit.record(
+                "predict",
+                file_sha256=sha,
+                file_path=file,
+                model=loaded.name,
+                model_version=loaded.version,
+                model_sha256=loaded.sha256,
+                operating_point=str(record["operating_point"]),
+                threshold=_float(record["threshold"]),
+                result=_audit_result(record),
+            )
+            record.pop("error_kind", None)
+            if sys.stdout is not None:
+                sys.stdout.write(json.dumps(record) + "\n")
+                sys.stdout.flush()
+    finally:
+        audit.close()
+    if audit.failed and sys.stderr is not None:
+        sys.stderr.write(f"cxr-screener predict: warning: {audit.failed}\n")
+    return 1 if failed else 0
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _audit_result(record: dict[str, object]) -> dict[str, object]:
+    if record["status"] == "ok":
+        return {"status": "ok", "label": record["label"], "p_covid": record["p_covid"]}
+    return {"status": "error", "error_kind": record.get("error_kind", "heatmap")}
+
+
+def _heatmap_targets(files: list[str], heat_dir: Path, *, overwrite: bool) -> dict[int, Path]:
+    """One PNG per file, named after it; refuse (usage error) to overwrite unless asked."""
+    from pathlib import Path
+
+    from desktop.core.errors import OutputError, OutputExistsError
+
+    folder = Path(heat_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(folder, f"cannot create the heatmap folder ({exc.strerror or exc})") from exc
+    targets: dict[int, Path] = {}
+    used: set[str] = set()
+    for i, file in enumerate(files):
+        stem = Path(file).name
+        name = f"{stem}.heatmap.png"
+        n = 2
+        while name in used:  # same file name from two folders
+            name = f"{stem}.{n}.heatmap.png"
+            n += 1
+        used.add(name)
+        target = folder / name
+        if target.exists() and not overwrite:
+            raise OutputExistsError(target, "already exists", "use --overwrite to replace it")
+        targets[i] = target
+    return targets
