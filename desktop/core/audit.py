@@ -172,6 +172,7 @@ class AuditLog:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
                     self._fd = os.open(self.path, flags, 0o600)
+                    self._end_torn_line(self._fd)
                 written = os.write(self._fd, line)  # one write per line: atomic under O_APPEND
                 if written != len(line):
                     raise OSError(f"short write ({written} of {len(line)} bytes)")
@@ -183,6 +184,17 @@ class AuditLog:
                 return False
         self.count += 1
         return True
+
+    def _end_torn_line(self, fd: int) -> None:
+        """After a crash mid-write the file may end inside a line: end it, so ours stays whole."""
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(size - 1)
+            last = fh.read(1)
+        if last != b"\n":
+            os.write(fd, b"\n")
 
     def close(self) -> None:
         with self._lock:
@@ -212,6 +224,8 @@ def iter_audit_log(path: str | os.PathLike[str] | None = None) -> Iterator[dict[
         for raw in fh:
             if not raw.endswith(b"\n"):
                 break  # torn by a crash mid-write: not an entry
+            if not raw.strip():
+                continue
             try:
                 item = json.loads(raw)
             except ValueError:
