@@ -76,6 +76,8 @@ DEFAULT_DECODE_TIMEOUT = 60.0
 DEFAULT_BATCH_SIZE = 8
 
 ProgressFn = Callable[[int, int, float, float], None]
+#: ``(path, expected_sha256_or_None, spec, want_xray) -> _Decoded``
+DecodeFn = Callable[[str, "str | None", Any, bool], Any]
 
 
 # --------------------------------------------------------------------------
@@ -524,7 +526,7 @@ def _decode_one(path: str, expected_sha: str | None, spec: Any, want_xray: bool)
         return _Decoded("error", error=f"{path}: unexpected error ({type(exc).__name__})", error_kind="internal")
 
 
-def _worker_main(conn: Connection, spec_dict: dict[str, Any], want_xray: bool) -> None:
+def _worker_main(conn: Connection, spec_dict: dict[str, Any], want_xray: bool, decode_fn: DecodeFn) -> None:
     """A decoding worker: receives (task id, path, expected sha256), sends back a _Decoded."""
     with contextlib.suppress(Exception):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -556,7 +558,7 @@ def _worker_main(conn: Connection, spec_dict: dict[str, Any], want_xray: bool) -
         if msg is None:
             return
         task_id, path, expected = msg
-        result = _decode_one(path, expected, spec, want_xray)
+        result = decode_fn(path, expected, spec, want_xray)
         try:
             conn.send((task_id, result))
         except (BrokenPipeError, OSError):
@@ -579,8 +581,9 @@ class _DecodePool:
     """Worker processes with a per-task timeout; a hung or dead worker is replaced."""
 
     def __init__(self, n: int, spec_dict: dict[str, Any], want_xray: bool, timeout: float,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, decode_fn: DecodeFn | None = None) -> None:
         self.ctx = multiprocessing.get_context("spawn")
+        self.decode_fn = decode_fn or _decode_one
         self.spec_dict = spec_dict
         self.want_xray = want_xray
         self.timeout = timeout
@@ -597,7 +600,7 @@ class _DecodePool:
     def _start(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
         proc = self.ctx.Process(
-            target=_worker_main, args=(child, self.spec_dict, self.want_xray), daemon=True, name="cxr-decode"
+            target=_worker_main, args=(child, self.spec_dict, self.want_xray, self.decode_fn), daemon=True, name="cxr-decode"
         )
         proc.start()
         child.close()
@@ -673,9 +676,10 @@ class _DecodePool:
 class _ThreadPool:
     """Fallback where processes cannot be started: decoding threads (no hard timeout)."""
 
-    def __init__(self, n: int, spec: Any, want_xray: bool, timeout: float) -> None:
+    def __init__(self, n: int, spec: Any, want_xray: bool, timeout: float, decode_fn: DecodeFn | None = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
+        self.decode_fn = decode_fn or _decode_one
         self.executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cxr-decode")
         self.n = n
         self.spec = spec
@@ -688,7 +692,7 @@ class _ThreadPool:
         return True if len(self.running) < self.n else None
 
     def submit(self, worker: object, task_id: int, path: str, expected: str | None) -> None:
-        fut = self.executor.submit(_decode_one, path, expected, self.spec, self.want_xray)
+        fut = self.executor.submit(self.decode_fn, path, expected, self.spec, self.want_xray)
         self.running[fut] = (task_id, path, time.monotonic())
 
     def poll(self, timeout: float) -> list[tuple[int, _Decoded]]:
@@ -741,6 +745,7 @@ def scan(
     audit: Any = None,
     stats: ScanStats | None = None,
     exclude: Sequence[str | os.PathLike[str]] = (),
+    decode_fn: DecodeFn | None = None,
 ) -> Iterator[ScanResult]:
     """Scan ``folder`` recursively; yield one :class:`ScanResult` per file, in path order.
 
@@ -748,7 +753,9 @@ def scan(
     inline, without a timeout). Files skipped by ``resume`` are not yielded
     (they are in the CSV already) but count in ``progress`` and ``stats``.
     ``audit`` is an :class:`~desktop.core.audit.AuditLog` (or None) that gets
-    one entry per result. Raises :class:`OutputError` if ``results_csv``
+    one entry per result. ``decode_fn`` replaces the per-file decoder (tests
+    and tools; a module-level function, so that worker processes can import
+    it). Raises :class:`OutputError` if ``results_csv``
     cannot be written (before any work, or mid-scan on a full disk).
     """
     root = Path(folder)
@@ -775,13 +782,13 @@ def scan(
         n_workers = default_workers() if workers is None else max(0, workers)
         if n_workers:
             try:
-                pool = _DecodePool(n_workers, model.spec_dict(), want_xray, decode_timeout)
+                pool = _DecodePool(n_workers, model.spec_dict(), want_xray, decode_timeout, decode_fn=decode_fn)
             except _PoolUnavailable as exc:
                 log.warning("decoding processes unavailable (%s): decoding in threads instead", exc)
-                pool = _ThreadPool(n_workers, model.spec, want_xray, decode_timeout)
+                pool = _ThreadPool(n_workers, model.spec, want_xray, decode_timeout, decode_fn=decode_fn)
         window = max(2, (n_workers or 1) * 2 + (1 if want_xray else batch_size))
         yield from _run(entries, done, model, pool, writer, heat_root, cancel, progress, window,
-                        max(1, batch_size), want_xray, audit, stats)
+                        max(1, batch_size), want_xray, audit, stats, decode_fn or _decode_one)
     finally:
         if pool is not None:
             pool.close()
@@ -803,6 +810,7 @@ def _run(
     want_xray: bool,
     audit: Any,
     stats: ScanStats,
+    decode_fn: DecodeFn,
 ) -> Iterator[ScanResult]:
     from .preprocess import PreprocessSpec
 
@@ -857,7 +865,7 @@ def _run(
                     ready[task_id] = got
         elif next_out not in ready and queue:
             i = queue.popleft()
-            ready[i] = _decode_one(entries[i].path, done.get(entries[i].rel), spec, want_xray)
+            ready[i] = decode_fn(entries[i].path, done.get(entries[i].rel), spec, want_xray)
         if next_out not in ready:
             continue
         # Take the consecutive finished files, run the ok ones through the model together.
@@ -974,14 +982,15 @@ def _infer(
 
 def _write_heatmap(heat_root: Path, entry: _Entry, xray: Any, heatmap: Any, spec: Any) -> str:
     from .fileio import atomic_write_bytes
-    from .overlay import overlay_png
+    from .overlay import heatmap_panel, png_bytes
 
     target = heat_root / (entry.rel + ".heatmap.png")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(target, f"cannot create the folder ({exc.strerror or exc})") from exc
-    atomic_write_bytes(target, overlay_png(xray, heatmap), overwrite=True)
+    gray = xray.pixels
+    atomic_write_bytes(target, png_bytes(heatmap_panel(gray, heatmap.upsample(gray.shape))), overwrite=True)
     return str(target)
 
 

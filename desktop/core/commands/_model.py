@@ -64,6 +64,8 @@ def prediction_fields(pred: Any) -> dict[str, Any]:
 def write_overlay(target: str | os.PathLike[str], xray: Any, heatmap: Any, *, overwrite: bool) -> Path:
     """The Grad-CAM overlay PNG (shared renderer), written atomically."""
     from desktop.core.fileio import atomic_write_bytes
-    from desktop.core.overlay import overlay_png
+    from desktop.core.overlay import heatmap_panel, png_bytes
 
-    return atomic_write_bytes(target, overlay_png(xray, heatmap), overwrite=overwrite)
+    gray = xray.pixels
+    png = png_bytes(heatmap_panel(gray, heatmap.upsample(gray.shape)))
+    return atomic_write_bytes(target, png, overwrite=overwrite)
