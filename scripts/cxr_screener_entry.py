@@ -1,0 +1,204 @@
+"""Entry point of the frozen application (PyInstaller, see ``build.spec``).
+
+One executable serves both faces of CXR Screener::
+
+    CXRScreener                       the desktop application (GUI)
+    CXRScreener FILE...               the GUI, opening FILE (a double-clicked .dcm arrives so)
+    CXRScreener COMMAND [ARGS...]     the command line, same as ``cxr-screener COMMAND``
+    CXRScreener --help | --version    the command line's help / version
+    CXRScreener --diagnose            JSON for support: bundle, decoders, Qt plugins, runtime
+
+On Windows the bundle also holds ``CXRScreener-cli.exe``, a console build of this same
+script, for scripts and terminals: ``CXRScreener.exe`` is a windowed program and has no
+stdout/stderr of its own (``sys.stdout is None``). When the windowed executable is given a
+command anyway it attaches to the console it was started from, if any; otherwise output
+goes nowhere and errors go to the log file (see :func:`_redirect_missing_streams`).
+
+Runs from a source checkout too (``python scripts/cxr_screener_entry.py selftest``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+#: Options that belong to the command line's top-level parser.
+CLI_OPTIONS = frozenset({"-h", "--help", "--version", "-v", "--verbose"})
+#: Transfer syntaxes whose decoders ``--diagnose`` reports (what pydicom finds, plugins included).
+DIAGNOSE_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50": "JPEG Baseline",
+    "1.2.840.10008.1.2.4.51": "JPEG Extended (12-bit)",
+    "1.2.840.10008.1.2.4.57": "JPEG Lossless",
+    "1.2.840.10008.1.2.4.70": "JPEG Lossless SV1",
+    "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless",
+    "1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless",
+    "1.2.840.10008.1.2.4.90": "JPEG 2000 Lossless",
+    "1.2.840.10008.1.2.4.91": "JPEG 2000",
+    "1.2.840.10008.1.2.5": "RLE Lossless",
+}
+#: Rotate the windowed-mode log file past this size.
+LOG_MAX_BYTES = 1_000_000
+
+
+def wants_cli(argv: Sequence[str]) -> bool:
+    """True when the arguments are a command-line invocation, False for the GUI."""
+    if not argv:
+        return False
+    first = argv[0]
+    if first in CLI_OPTIONS:
+        return True
+    if first.startswith("-"):
+        return False  # a GUI option (e.g. --screenshot)
+    from desktop.core.cli import COMMANDS
+
+    return first in COMMANDS
+
+
+def _attach_parent_console() -> bool:
+    """Windows: reuse the console of the process that started us (cmd, PowerShell)."""
+    if sys.platform != "win32":
+        return False
+    try:
+        import ctypes
+
+        if not ctypes.windll.kernel32.AttachConsole(-1):  # ATTACH_PARENT_PROCESS
+            return False
+        sys.stdout = open("CONOUT$", "w", encoding="utf-8", errors="replace", buffering=1)
+        sys.stderr = open("CONOUT$", "w", encoding="utf-8", errors="replace", buffering=1)
+        return True
+    except Exception:
+        return False
+
+
+def _log_file() -> object | None:
+    """The windowed-mode log (tracebacks, warnings), in the per-user data folder."""
+    try:
+        from desktop.core.paths import user_data_dir
+
+        folder = user_data_dir() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "cxr-screener.log"
+        if path.exists() and path.stat().st_size > LOG_MAX_BYTES:
+            os.replace(path, path.with_suffix(".log.1"))
+        return open(path, "a", encoding="utf-8", errors="replace", buffering=1)
+    except OSError:
+        return None
+
+
+def _redirect_missing_streams(cli: bool) -> None:
+    """Windowed builds start with ``sys.stdout``/``sys.stderr`` set to None; give them files.
+
+    print(), argparse and tracebacks then work; logging set up later sees a real stream.
+    """
+    if sys.stdout is not None and sys.stderr is not None:
+        return
+    if cli and _attach_parent_console():
+        return
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")
+    if sys.stderr is None:
+        sys.stderr = _log_file() or open(os.devnull, "w", encoding="utf-8")
+
+
+def diagnose() -> dict[str, object]:
+    """What the running application finds: for support calls and the frozen smoke test."""
+    import importlib.metadata
+    import platform
+
+    from desktop import __version__
+    from desktop.core.paths import assets_dir, user_models_dir
+
+    info: dict[str, object] = {
+        "version": __version__,
+        "frozen": bool(getattr(sys, "frozen", False)),
+        "executable": sys.executable,
+        "bundle_dir": getattr(sys, "_MEIPASS", None),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "assets_dir": str(assets_dir()),
+        "bundled_models": sorted(
+            p.name for p in (assets_dir() / "models").glob("*") if (p / "model_card.json").is_file()
+        ),
+        "user_models_dir": str(user_models_dir()),
+    }
+    decoders: dict[str, list[str]] = {}
+    try:
+        from pydicom.pixels import get_decoder
+
+        for uid, name in DIAGNOSE_SYNTAXES.items():
+            decoders[f"{name} ({uid})"] = sorted(get_decoder(uid).available_plugins)
+    except Exception as exc:
+        decoders["error"] = [repr(exc)]
+    info["dicom_decoders"] = decoders
+    try:
+        from pylibjpeg.utils import get_pixel_data_decoders
+
+        info["pylibjpeg_plugins"] = sorted(get_pixel_data_decoders())
+    except Exception as exc:
+        info["pylibjpeg_plugins"] = [repr(exc)]
+    versions: dict[str, str | None] = {}
+    for dist in ("pydicom", "python-gdcm", "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle",
+                 "pyjpegls", "onnxruntime", "numpy", "pillow", "reportlab", "matplotlib",
+                 "PySide6-Essentials"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    info["versions"] = versions
+    try:
+        import onnxruntime
+
+        info["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except Exception as exc:
+        info["onnxruntime_providers"] = [repr(exc)]
+    try:
+        import matplotlib
+
+        info["matplotlib_backend"] = matplotlib.get_backend()
+    except Exception as exc:
+        info["matplotlib_backend"] = repr(exc)
+    try:
+        from PySide6.QtCore import QLibraryInfo
+
+        plugins = QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)
+        from pathlib import Path
+
+        info["qt_platform_plugins"] = sorted(p.name for p in Path(plugins, "platforms").glob("*"))
+    except Exception as exc:
+        info["qt_platform_plugins"] = [repr(exc)]
+    return info
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    from desktop.core.cli import main
+
+    return int(main(list(argv)))
+
+
+def run_gui(argv: Sequence[str]) -> int:
+    from desktop.qt.app import main
+
+    return int(main(list(argv)) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--diagnose"]:
+        import json
+
+        _redirect_missing_streams(True)
+        sys.stdout.write(json.dumps(diagnose(), indent=2) + "\n")
+        sys.stdout.flush()
+        return 0
+    cli = wants_cli(args)
+    _redirect_missing_streams(cli)
+    return run_cli(args) if cli else run_gui(args)
+
+
+if __name__ == "__main__":
+    # A frozen Windows app re-executes itself for multiprocessing workers; let those through.
+    import multiprocessing
+
+    multiprocessing.freeze_support()
+    raise SystemExit(main())
