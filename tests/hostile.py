@@ -493,15 +493,16 @@ def dicom_hostile_cases(dcm: bytes) -> list[HostileCase]:
         HostileCase(
             "dicom_unknown_vr.dcm",
             dicom_replace(dcm, rows_tag, _tag(0x0028, 0x0010) + b"ZZ\x02\x00" + rows),
-            CorruptImageError, "",
+            CorruptImageError, "Rows/Columns",
         ),
         HostileCase(
             "dicom_pixel_length_past_eof.dcm",
             dcm[: pix_at + 8] + struct.pack("<I", 0x7FFFFFF0) + dcm[pix_at + 12 :],
-            CorruptImageError, "",
+            CorruptImageError, r"truncated DICOM: element \(7FE0,0010\) declares 2147483632 bytes",
         ),
         HostileCase(
-            "dicom_1GB_declared_length.dcm", dicom_insert(dcm, huge_len), CorruptImageError, ""
+            "dicom_1GB_declared_length.dcm", dicom_insert(dcm, huge_len), CorruptImageError,
+            r"truncated DICOM: element \(0009,1001\) declares 1073741824 bytes",
         ),
         HostileCase(
             "dicom_nested_1000.dcm", dicom_insert(dcm, nested_sequences(1000)), CorruptImageError,

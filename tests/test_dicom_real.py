@@ -95,7 +95,8 @@ def test_every_file_renders_or_is_refused_as_the_manifest_says(name: str) -> Non
     assert xray.format == "dicom"
     assert xray.pixels.dtype == np.float32
     assert xray.values.dtype == np.float32
-    assert 0.0 <= float(xray.pixels.min()) and float(xray.pixels.max()) <= 1.0
+    assert 0.0 <= float(xray.pixels.min())
+    assert float(xray.pixels.max()) <= 1.0
     assert float(xray.pixels.std()) > 0.05  # not a blank image
     assert xray.bit_depth == int(row["bits_stored"])
     assert xray.invert == (row["photometric"] == "MONOCHROME1")
@@ -184,7 +185,8 @@ def test_monochrome1_chest_shoulders_brighter_than_lungs() -> None:
     # MONOCHROME1: low stored values are white. The corner (raw 0) shows white.
     xray = load("focdicom_CR-MONO1-10-chest_nometa_implicitVR.dcm")
     assert xray.invert
-    assert float(xray.values[0, 0]) == 0.0 and float(xray.pixels[0, 0]) == 1.0
+    assert float(xray.values[0, 0]) == 0.0
+    assert float(xray.pixels[0, 0]) == 1.0
 
 
 def test_monochrome1_render_with_another_window_stays_inverted() -> None:
@@ -249,7 +251,8 @@ def test_modality_lut_sequence_applied_as_pydicom_does() -> None:
     expected = apply_modality_lut(ds.pixel_array, ds)
     xray = load(name)
     np.testing.assert_array_equal(xray.values, expected.astype(np.float32))
-    assert int(ds.PixelRepresentation) == 1 and float(ds.pixel_array.min()) < 0  # signed input
+    assert int(ds.PixelRepresentation) == 1
+    assert float(ds.pixel_array.min()) < 0
     assert float(xray.values.min()) >= 0.0  # the LUT's output range
 
 

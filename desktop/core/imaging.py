@@ -418,7 +418,7 @@ def _load_pil(data: bytes, label: str | None, fmt: str) -> XRay:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
             width, height = im.size
             _check_size(width, height, label)
             im.load()
@@ -809,7 +809,7 @@ def _windows(ds: Any) -> list[Window]:
     else:
         names = [str(names_raw)]
     out = []
-    for i, (c, w) in enumerate(zip(cs, ws)):
+    for i, (c, w) in enumerate(zip(cs, ws, strict=False)):
         try:
             cf, wf = float(c), float(w)
         except (TypeError, ValueError):
@@ -821,8 +821,16 @@ def _windows(ds: Any) -> list[Window]:
     return out
 
 
-def _voi_lut_sequence(ds: Any, values: np.ndarray) -> np.ndarray | None:
-    """Apply the first VOI LUT of the sequence; float32 [0, 1], or None if absent/invalid."""
+def _lut_array(item: Any, little_endian: bool) -> np.ndarray:
+    """LUT Data as numbers: pydicom gives a list (US) or raw bytes (OW)."""
+    raw = item.LUTData
+    if isinstance(raw, (bytes, bytearray)):
+        return np.frombuffer(raw, dtype="<u2" if little_endian else ">u2").astype(np.float32)
+    return np.asarray(raw, dtype=np.float32).ravel()
+
+
+def _voi_lut_sequence(ds: Any, values: np.ndarray, notes: list[str]) -> np.ndarray | None:
+    """Apply the first VOI LUT of the sequence: float32 [0, 1], or None if absent/invalid."""
     if "VOILUTSequence" not in ds:
         return None
     try:
@@ -830,16 +838,22 @@ def _voi_lut_sequence(ds: Any, values: np.ndarray) -> np.ndarray | None:
         desc = item.LUTDescriptor
         n_entries = int(desc[0]) or 65536
         first = int(desc[1])
+        if first >= 32768 and (_int_tag(ds, "PixelRepresentation", 0) or 0) == 1:
+            first -= 65536  # US-encoded negative first mapped value
         bits = _lut_bits(item)
-        raw = item.LUTData
-        lut = np.asarray(raw, dtype=np.float64).ravel()
+        little = bool(getattr(ds, "original_encoding", (None, True))[1] in (True, None))
+        lut = _lut_array(item, little)
         if lut.size < n_entries:
-            return None
-        lut = lut[:n_entries]
-        idx = np.clip(np.round(values).astype(np.int64) - first, 0, n_entries - 1)
-        out = lut[idx] / float(2**bits - 1)
-        return np.clip(out, 0.0, 1.0).astype(np.float32)
-    except Exception:
+            raise ValueError(f"{lut.size} entries, descriptor says {n_entries}")
+        lut = lut[:n_entries] * np.float32(1.0 / float(2**bits - 1))
+        np.clip(lut, 0.0, 1.0, out=lut)
+        idx = np.rint(values).astype(np.int64)
+        idx -= first
+        np.clip(idx, 0, n_entries - 1, out=idx)
+        return lut[idx]
+    except Exception as exc:
+        notes.append("unreadable VOI LUT sequence ignored: using the window instead")
+        log.debug("VOI LUT sequence ignored: %s", type(exc).__name__)
         return None
 
 
@@ -847,9 +861,8 @@ def _load_dicom(data: bytes, label: str | None) -> XRay:
     ds = _read_dataset(data, label)
     if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
         # No File Meta header (a "raw" data set): pydicom guessed the encoding; record it.
-        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
         from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
         if not hasattr(ds, "file_meta") or ds.file_meta is None:
             ds.file_meta = FileMetaDataset()
@@ -876,7 +889,7 @@ def _load_dicom(data: bytes, label: str | None) -> XRay:
     full = Window.from_range(range_lo, range_hi, "Full stored range")
     data_range = Window.from_range(data_lo, data_hi if data_hi > data_lo else data_lo + 1, "Image min-max")
 
-    lut_pixels = _voi_lut_sequence(ds, values)
+    lut_pixels = _voi_lut_sequence(ds, values, notes)
     if lut_pixels is not None:
         window = data_range
         pixels = lut_pixels
