@@ -47,6 +47,7 @@ _key_cache: dict[str, bytes] = {}
 WITHHELD = "withheld (anonymised)"
 
 _PSEUDONYM_RE = re.compile(r"^ANON-[0-9a-f]{8}$")
+_BAND_RE = re.compile(r"^(under 1|\d{1,2}-\d{1,2}|90\+) y$")
 
 
 # --------------------------------------------------------------------------
@@ -185,6 +186,8 @@ def age_band(age: str = "", birth_date: str = "", on: str = "") -> str:
 
     Ages of 90 and over are pooled, as in HIPAA's safe-harbour rule.
     """
+    if _BAND_RE.match(str(age).strip()):
+        return str(age).strip()  # already a band
     years = age_years(age, birth_date, on)
     if years is None:
         return ""
@@ -193,7 +196,7 @@ def age_band(age: str = "", birth_date: str = "", on: str = "") -> str:
     if years >= 90:
         return "90+ y"
     low = int(years) // 10 * 10
-    return f"{max(low, 1) if low == 0 else low}-{low + 9} y"
+    return f"{1 if low == 0 else low}-{low + 9} y"
 
 
 def sex_label(sex: str) -> str:

@@ -52,9 +52,10 @@ from .report_card import (
     value_with_ci,
 )
 from .report_card import operating_point as card_operating_point
-from .report_images import study_images, thumbnail
+from .report_images import attention_labels, colour_stops, study_images, thumbnail
 from .report_pdf import (
     ACCENT,
+    FONT,
     INK,
     NEGATIVE,
     POSITIVE,
@@ -257,10 +258,16 @@ GENERAL_LIMITS = (
 # --------------------------------------------------------------------------
 
 
+def _style(commands: Sequence[tuple[Any, ...]]) -> TableStyle:
+    """A table style whose cells default to the embedded font (reportlab's default is Helvetica)."""
+    return TableStyle([("FONTNAME", (0, 0), (-1, -1), FONT), ("FONTSIZE", (0, 0), (-1, -1), 8), *commands])
+
+
 class _Ctx:
     """What all sections share: styles, frame width, model card."""
 
-    def __init__(self, bundle: Any, size_name: str) -> None:
+    def __init__(self, bundle: Any, size_name: str, cmap: str | None = None) -> None:
+        self.cmap = cmap
         self.st: Styles = styles()
         w, h = page_size(size_name)
         from .report_pdf import MARGIN
@@ -291,7 +298,7 @@ def _kv_table(ctx: _Ctx, rows: Sequence[tuple[str, str]], cols: int = 2, label_w
         data.append(line)
     table = Table(data, colWidths=[label_w, value_w] * cols, hAlign="LEFT")
     table.setStyle(
-        TableStyle(
+        _style(
             [
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ("TOPPADDING", (0, 0), (-1, -1), 1.5),
@@ -322,7 +329,7 @@ def _header(ctx: _Ctx, info: ReportInfo, *, title: str, when: _dt.datetime, repo
     right = rich("<br/>".join(right_lines), st.right)
     table = Table([[left, right]], colWidths=[ctx.width * 0.55, ctx.width * 0.45])
     table.setStyle(
-        TableStyle(
+        _style(
             [
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ("LEFTPADDING", (0, 0), (-1, -1), 0),
@@ -357,19 +364,24 @@ def _images_section(ctx: _Ctx, xray: XRay, heatmap: Any, *, window: Window | Non
     st = ctx.st
     gap = 6 * mm
     box_w = (ctx.width - gap) / 2
-    gray_jpg, over_jpg, w_pt, h_pt, _ = study_images(xray, heatmap, box_w, max_h, window=window, dpi=dpi)
-    from .report_images import colour_stops
+    gray_jpg, over_jpg, w_pt, h_pt, _ = study_images(
+        xray, heatmap, box_w, max_h, window=window, dpi=dpi, cmap=ctx.cmap
+    )
+    low, high = attention_labels()
+    caption = "Grad-CAM overlay: where the model looked"
+    if getattr(heatmap, "empty", False):
+        caption += " (no region stood out: the map is empty)"
 
     win = window or xray.window
     win_text = f"window {win.name}" if win.name else f"window C {win.center:g} / W {win.width:g}"
     left = [ImageBox(gray_jpg, w_pt, h_pt), Spacer(1, 1.5 * mm),
             para(f"X-ray as displayed ({win_text})", st.caption)]
     right = [ImageBox(over_jpg, w_pt, h_pt), Spacer(1, 1.5 * mm),
-             para("Grad-CAM overlay: where the model looked", st.caption), Spacer(1, 1 * mm),
-             ColourBar(colour_stops(), w_pt)]
+             para(caption, st.caption), Spacer(1, 1 * mm),
+             ColourBar(colour_stops(ctx.cmap), w_pt, low=low, high=high)]
     table = Table([[left, right]], colWidths=[box_w + gap / 2, box_w + gap / 2])
     table.setStyle(
-        TableStyle(
+        _style(
             [
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ("ALIGN", (0, 0), (-1, -1), "CENTER"),
@@ -397,7 +409,7 @@ def _result_section(ctx: _Ctx, prediction: Any) -> list[Flowable]:
     score = [para("p(COVID-19)", st.label), para(f"{p:.2f}", st.big)]
     bar = ProbabilityBar(p, threshold, ctx.width - 40 * mm, positive=positive)
     top = Table([[score, bar]], colWidths=[36 * mm, ctx.width - 36 * mm])
-    top.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    top.setStyle(_style([("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
 
     op_label = f"\u201c{op_name}\u201d" if op_name else "(default)"
     desc = op.get("description", "")
@@ -431,7 +443,7 @@ def _result_section(ctx: _Ctx, prediction: Any) -> list[Flowable]:
     )
     box = Table([[top], [lines], [model]], colWidths=[ctx.width])
     box.setStyle(
-        TableStyle(
+        _style(
             [
                 ("BOX", (0, 0), (-1, -1), 0.8, colour),
                 ("BACKGROUND", (0, 0), (-1, 0), SHADE),
@@ -479,7 +491,7 @@ def _model_section(ctx: _Ctx, *, extra: Sequence[tuple[str, str]] = ()) -> list[
         data += [[para(a, st.cell), para(b, st.cell)] for a, b in mrows[:24]]
         table = Table(data, colWidths=[60 * mm, ctx.width - 60 * mm], repeatRows=1)
         table.setStyle(
-            TableStyle(
+            _style(
                 [
                     ("VALIGN", (0, 0), (-1, -1), "TOP"),
                     ("BACKGROUND", (0, 0), (-1, 0), SHADE),
@@ -523,14 +535,14 @@ def _findings_section(ctx: _Ctx, height: float = 55 * mm) -> list[Flowable]:
         colWidths=[ctx.width],
         rowHeights=[None, height],
     )
-    box.setStyle(TableStyle([("BOX", (0, 0), (-1, -1), 0.8, INK), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    box.setStyle(_style([("BOX", (0, 0), (-1, -1), 0.8, INK), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
     line = "_" * 28
     sign = Table(
         [[para("Reviewing doctor (name)", st.label), para("Signature", st.label), para("Date", st.label)],
          [para(line, st.body), para(line, st.body), para("_" * 16, st.body)]],
         colWidths=[ctx.width * 0.4, ctx.width * 0.4, ctx.width * 0.2],
     )
-    sign.setStyle(TableStyle([("TOPPADDING", (0, 1), (-1, 1), 12), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    sign.setStyle(_style([("TOPPADDING", (0, 1), (-1, 1), 12), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
     return [KeepTogether([para("Remote review", st.h2), box, Spacer(1, 3 * mm), sign])]
 
 
@@ -606,18 +618,19 @@ def write_study_report(
     anonymize: bool = False,
     overwrite: bool = False,
     window: Window | None = None,
+    cmap: str | None = None,
 ) -> Path:
     """Write the single-study PDF for the remote doctor; return its path.
 
     ``prediction`` and ``heatmap`` come from ``Predictor.explain(xray)``;
     ``window`` is the display window the user chose (the file's default when
-    None). Raises :class:`~desktop.core.errors.OutputError` (exists,
+    None), ``cmap`` the overlay colour map (:data:`desktop.core.overlay.COLORMAPS`). Raises :class:`~desktop.core.errors.OutputError` (exists,
     unwritable, disk full) and leaves no partial file behind.
     """
     info = info or ReportInfo()
     target = check_writable(path, overwrite=overwrite)
     when = info.analysed_at or _now()
-    ctx = _Ctx(bundle, info.page_size)
+    ctx = _Ctx(bundle, info.page_size, cmap)
     model_sha = str(bundle_field(bundle, ctx.card, "sha256", ""))
     report_id = info.report_id or make_report_id(xray.sha256, model_sha, when=when)
     story = _study_flowables(
@@ -758,7 +771,7 @@ def _results_tables(ctx: _Ctx, rows: list[_Row], folder: str | os.PathLike[str],
             if positive:
                 styles_cmd.append(("TEXTCOLOR", (5, i), (5, i), POSITIVE))
         table = Table(data, colWidths=widths, repeatRows=1)
-        table.setStyle(TableStyle(styles_cmd))
+        table.setStyle(_style(styles_cmd))
         out.append(table)
     return out
 
@@ -850,7 +863,7 @@ def write_batch_report(
                 reason = _reason_without_path(reason, str(r.path))
             data.append([para(name, st.cell), para(reason, st.cell)])
         table = Table(data, colWidths=[ctx.width * 0.4, ctx.width * 0.6], repeatRows=1)
-        table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BACKGROUND", (0, 0), (-1, 0), SHADE),
+        table.setStyle(_style([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BACKGROUND", (0, 0), (-1, 0), SHADE),
                                    ("LINEBELOW", (0, 0), (-1, -1), 0.25, RULE)]))
         story.append(table)
     story += [CondPageBreak(90 * mm), *_model_section(ctx), *_limits_section(ctx)]

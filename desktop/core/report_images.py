@@ -4,7 +4,8 @@ Images are resampled to the pixel size their printed box needs at
 :data:`PRINT_DPI` and embedded as JPEG, so a report stays small (a single
 study is a few hundred kB; a 500-image batch report a few MB) and sharp on
 paper. The overlay comes from :mod:`desktop.core.overlay`, the same code the
-GUI and ``render --heatmap`` use, so all three look alike.
+GUI and ``render --heatmap`` use (same colour map lookup table, same blend,
+same "low/high attention" labels), so all three look alike.
 """
 
 from __future__ import annotations
@@ -75,52 +76,39 @@ def heatmap_array(heatmap: Any, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0)
 
 
-def overlay(gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """RGB uint8 overlay of ``heat`` on ``gray`` with the application's shared colormap."""
-    try:
-        from .overlay import overlay_rgb
-    except ImportError:  # overlay.py not there yet: same colormap and blend, done here
-        import matplotlib
+def overlay(gray: np.ndarray, heat: np.ndarray, cmap: str | None = None) -> np.ndarray:
+    """RGB uint8 overlay of ``heat`` on ``gray``: the application's shared renderer."""
+    from .overlay import DEFAULT_CMAP, overlay_rgb
 
-        rgb_heat = matplotlib.colormaps["jet"](heat)[..., :3]
-        g = (gray.astype(np.float32) / 255.0)[..., None]
-        out = (1 - 0.4) * g + 0.4 * rgb_heat
-        return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return np.asarray(overlay_rgb(gray, heat), dtype=np.uint8)
+    return np.asarray(overlay_rgb(gray, heat, cmap=cmap or DEFAULT_CMAP), dtype=np.uint8)
 
 
-def colour_stops(n: int = 64) -> list[tuple[float, float, float]]:
-    """RGB stops (0-1) of the overlay colormap, low to high, for the PDF colour bar."""
-    ov: Any
-    try:
-        from . import overlay as ov
-    except ImportError:
-        ov = None
-    bar = ov.colorbar_rgb(n) if hasattr(ov, "colorbar_rgb") else None
-    if bar is not None:
-        arr = np.asarray(bar)
-        if arr.ndim == 3:  # an image: take its middle row (or column)
-            arr = arr[arr.shape[0] // 2] if arr.shape[1] >= arr.shape[0] else arr[:, arr.shape[1] // 2][::-1]
-        arr = arr.astype(np.float32)
-        if arr.max() > 1.0:
-            arr = arr / 255.0
-        return [(float(r), float(g), float(b)) for r, g, b in arr[:, :3]]
-    import matplotlib
+def colour_stops(cmap: str | None = None, n: int = 128) -> list[tuple[float, float, float]]:
+    """RGB stops (0-1) of the overlay colour map, low to high, for the PDF's vector colour bar."""
+    from .overlay import DEFAULT_CMAP, colormap_lut
 
-    cmap = matplotlib.colormaps[getattr(ov, "COLORMAP", "jet")]
-    stops = [cmap(i / (n - 1)) for i in range(n)]
-    return [(float(c[0]), float(c[1]), float(c[2])) for c in stops]
+    lut = colormap_lut(cmap or DEFAULT_CMAP)
+    idx = np.linspace(0, len(lut) - 1, n).round().astype(int)
+    return [(r / 255.0, g / 255.0, b / 255.0) for r, g, b in lut[idx].tolist()]
+
+
+def attention_labels() -> tuple[str, str]:
+    from .overlay import DEFAULT_LABELS
+
+    low, high = DEFAULT_LABELS
+    return str(low), str(high)
 
 
 def study_images(
-    xray: XRay, heatmap: Any, box_w: float, box_h: float, *, window: Window | None = None, dpi: int = PRINT_DPI
+    xray: XRay, heatmap: Any, box_w: float, box_h: float, *, window: Window | None = None,
+    dpi: int = PRINT_DPI, cmap: str | None = None,
 ) -> tuple[bytes, bytes, float, float, tuple[int, int]]:
     """(display JPEG, overlay JPEG, printed width, printed height, pixel size) for a box in points."""
     w_pt, h_pt = fit(xray.shape, box_w, box_h)
     size = (pixels_for(w_pt, dpi), pixels_for(h_pt, dpi))
     gray = resample_gray(display_uint8(xray, window), size)
     heat = heatmap_array(heatmap, (size[1], size[0]))
-    rgb = overlay(gray, heat)
+    rgb = overlay(gray, heat, cmap)
     return jpeg_bytes(gray), jpeg_bytes(rgb), w_pt, h_pt, size
 
 

@@ -252,9 +252,11 @@ class ReportDoc(BaseDocTemplate):
             author=author,
             subject=subject,
             creator=creator,
-            producer=creator,
             keywords=list(keywords),
             lang="en",
+            # reportlab's default initial font is Helvetica, which is not embedded
+            initialFontName=FONT,
+            initialFontSize=9,
         )
         frame = Frame(self.leftMargin, self.bottomMargin, self.width, self.height, id="body",
                       leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
