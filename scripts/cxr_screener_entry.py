@@ -8,6 +8,10 @@ One executable serves both faces of CXR Screener::
     CXRScreener --help | --version    the command line's help / version
     CXRScreener --diagnose            JSON for support: bundle, decoders, Qt plugins, runtime
 
+``CXR_SCREENER_STARTUP_PROBE=out.json`` makes the GUI record when its main window is shown
+(and, with ``CXR_SCREENER_PROBE_SCREENSHOT=shot.png``, save a screenshot once the files
+given on the command line are processed) and quit: the frozen smoke test uses it.
+
 On Windows the bundle also holds ``CXRScreener-cli.exe``, a console build of this same
 script, for scripts and terminals: ``CXRScreener.exe`` is a windowed program and has no
 stdout/stderr of its own (``sys.stdout is None``). When the windowed executable is given a
@@ -78,7 +82,7 @@ def _log_file() -> object | None:
 
         folder = user_data_dir() / "logs"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "cxr-screener.log"
+        path = folder / "stderr.log"
         if path.exists() and path.stat().st_size > LOG_MAX_BYTES:
             os.replace(path, path.with_suffix(".log.1"))
         return open(path, "a", encoding="utf-8", errors="replace", buffering=1)
@@ -176,7 +180,91 @@ def run_cli(argv: Sequence[str]) -> int:
     return int(main(list(argv)))
 
 
+#: Startup probe (smoke test, benchmarks, support): a JSON file to write the GUI's timings to.
+PROBE_ENV = "CXR_SCREENER_STARTUP_PROBE"
+#: With the probe: grab the main window into this PNG once the work started by FILE
+#: arguments is done (thread pool idle), then quit.
+PROBE_SCREENSHOT_ENV = "CXR_SCREENER_PROBE_SCREENSHOT"
+_KEEP_ALIVE: list[object] = []
+#: Give up waiting for the work after this many seconds (screenshot taken anyway).
+PROBE_TIMEOUT_S = 60.0
+
+
+def _install_startup_probe(out_path: str) -> None:
+    """Record when the main window is first shown; optionally screenshot it and quit.
+
+    Uses only the GUI's public ``create_app()`` (which reuses the QApplication created here)
+    and a Qt event filter, so the window code needs no test hooks. Times are Unix epoch
+    seconds, comparable with the launching process' clock.
+    """
+    import json
+    import time
+    from typing import cast
+
+    from PySide6.QtCore import QEvent, QObject, QThreadPool, QTimer
+    from PySide6.QtWidgets import QApplication, QMainWindow
+
+    from desktop.qt.app import create_app
+
+    app = create_app()
+    record: dict[str, object] = {"t_probe_installed": time.time()}
+    screenshot = os.environ.get(PROBE_SCREENSHOT_ENV)
+
+    def write() -> None:
+        tmp = out_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2)
+        os.replace(tmp, out_path)
+
+    def finish(window: QMainWindow, started: float, idle_since: list[float]) -> None:
+        now = time.time()
+        busy = QThreadPool.globalInstance().activeThreadCount() > 0
+        if busy:
+            idle_since.clear()
+        elif not idle_since:
+            idle_since.append(now)
+        settled = bool(idle_since) and now - idle_since[0] >= 0.5 and now - started >= 1.0
+        if not settled and now - started < PROBE_TIMEOUT_S:
+            QTimer.singleShot(100, lambda: finish(window, started, idle_since))
+            return
+        record["t_work_done"] = now
+        record["timed_out"] = not settled
+        record["window_title"] = window.windowTitle()
+        if screenshot:
+            record["screenshot"] = screenshot if window.grab().save(screenshot) else None
+        write()
+        QApplication.quit()
+
+    class _Probe(QObject):
+        def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+            if (
+                "t_window_shown" not in record
+                and event.type() == QEvent.Type.Show
+                and isinstance(obj, QMainWindow)
+            ):
+                record["t_window_shown"] = time.time()
+                record["window_class"] = type(obj).__name__
+
+                def first_idle(window: QMainWindow = obj) -> None:
+                    record["t_first_idle"] = time.time()  # after the first layout and paint
+                    write()
+                    if screenshot:
+                        finish(window, time.time(), [])
+                    else:
+                        QApplication.quit()
+
+                QTimer.singleShot(0, first_idle)
+            return False
+
+    qapp = cast("QApplication", app)
+    _KEEP_ALIVE.append(_Probe(qapp))
+    qapp.installEventFilter(_KEEP_ALIVE[-1])
+
+
 def run_gui(argv: Sequence[str]) -> int:
+    probe = os.environ.get(PROBE_ENV)
+    if probe:
+        _install_startup_probe(probe)
     from desktop.qt.app import main
 
     return int(main(list(argv)) or 0)
