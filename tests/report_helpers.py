@@ -189,7 +189,7 @@ def raw_streams(path: Path) -> bytes:
     reader = PdfReader(str(path))
     font_files: set[int] = set()
     objs = []
-    for gen, table in reader.xref.items():
+    for _gen, table in reader.xref.items():
         for num in table:
             try:
                 obj = reader.get_object(num)

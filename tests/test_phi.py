@@ -33,7 +33,8 @@ def test_pseudonym_is_stable_short_and_distinct() -> None:
     a = phi.pseudonym("PID-998877")
     assert a == phi.pseudonym("PID-998877")
     assert a == phi.pseudonym("  PID-998877 ")  # DICOM padding does not change it
-    assert a.startswith("ANON-") and len(a) == len("ANON-") + 8
+    assert a.startswith("ANON-")
+    assert len(a) == len("ANON-") + 8
     assert phi.is_pseudonym(a)
     assert phi.pseudonym("PID-998878") != a
     assert phi.pseudonym("") == ""
@@ -101,7 +102,9 @@ def test_anonymize_metadata_removes_every_identifying_value() -> None:
     assert anon.accession_number == phi.pseudonym("ACC-4242")
     assert anon.patient_name == ""
     assert anon.patient_birth_date == ""
-    assert anon.institution == "" and anon.study_description == "" and anon.study_time == ""
+    assert anon.institution == ""
+    assert anon.study_description == ""
+    assert anon.study_time == ""
     # kept: what a reader needs clinically
     assert anon.patient_sex == "M"
     assert anon.patient_age == "60-69 y"
@@ -122,7 +125,9 @@ def test_anonymize_without_id_uses_name_then_fallback() -> None:
 def test_file_label_hides_names_keeps_extension() -> None:
     assert phi.file_label("/data/Doe_John.dcm", anonymize=False) == "Doe_John.dcm"
     label = phi.file_label("/data/Doe_John.dcm", anonymize=True)
-    assert label.endswith(".dcm") and "Doe" not in label and phi.is_pseudonym(label[:-4])
+    assert label.endswith(".dcm")
+    assert "Doe" not in label
+    assert phi.is_pseudonym(label[:-4])
     assert label == phi.file_label("/elsewhere/Doe_John.dcm", anonymize=True)
     assert phi.file_label(None, anonymize=True) == ""
 
@@ -156,5 +161,6 @@ def test_nothing_identifying_is_logged(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_metadata_repr_keeps_names_out() -> None:
-    assert "Doe" not in repr(META) and "PID-998877" not in repr(META)
+    assert "Doe" not in repr(META)
+    assert "PID-998877" not in repr(META)
     assert os.fspath(phi._key_path()).endswith("phi_key")

@@ -327,7 +327,7 @@ def _header(ctx: _Ctx, info: ReportInfo, *, title: str, when: _dt.datetime, repo
     right_lines.append(f"Analysed: {esc(_stamp(when))}")
     right_lines.append(f"Report ID: <b>{esc(report_id)}</b>")
     right = rich("<br/>".join(right_lines), st.right)
-    table = Table([[left, right]], colWidths=[ctx.width * 0.55, ctx.width * 0.45])
+    table = Table([[left, right]], colWidths=[ctx.width * 0.6, ctx.width * 0.4])
     table.setStyle(
         _style(
             [
@@ -677,6 +677,7 @@ _ROWS_PER_TABLE = 30
 @dataclass(frozen=True)
 class _Row:
     path: str
+    relpath: str
     file: str
     patient: str
     p: float
@@ -713,6 +714,7 @@ def _batch_rows(results: Sequence[Any], *, anonymize: bool, ctx: _Ctx) -> list[_
         rows.append(
             _Row(
                 path=str(r.path),
+                relpath=str(getattr(r, "relpath", "") or ""),
                 file=phi.file_label(r.path, anonymize=anonymize),
                 patient=patient,
                 p=float(r.p_covid),
@@ -758,7 +760,7 @@ def _results_tables(ctx: _Ctx, rows: list[_Row], folder: str | os.PathLike[str],
         for i, row in enumerate(chunk, start=1):
             positive = row.label == ctx.positive_class
             thumb: Any = ImageBox(row.thumb, row.thumb_w, row.thumb_h) if row.thumb else para(DASH, st.cell)
-            file_text = row.file if anonymize else _rel(row.path, folder)
+            file_text = row.file if anonymize else (row.relpath or _rel(row.path, folder))
             decision = ("FLAGGED" if positive else "not flagged") + (f" ({row.op})" if row.op else "")
             data.append([
                 para(str(start + i), st.cell),
@@ -819,7 +821,7 @@ def write_batch_report(
 
     folder_text = phi.WITHHELD if anonymize else str(folder)
     story: list[Flowable] = [
-        _header(ctx, info, title="Chest X-ray batch screening report", when=when, report_id=report_id,
+        _header(ctx, info, title="Chest X-ray batch report", when=when, report_id=report_id,
                 clinic=info.clinic_name, address=info.clinic_address),
         para("Summary", st.h2),
     ]
@@ -857,10 +859,10 @@ def write_batch_report(
         story.append(para(f"Failed files ({len(failed)}): not analysed", st.h2))
         data = [[para("File", st.cell_bold), para("Reason", st.cell_bold)]]
         for r in sorted(failed, key=lambda r: str(r.path)):
-            name = phi.file_label(r.path, anonymize=anonymize) if anonymize else _rel(str(r.path), folder)
-            reason = str(r.error or getattr(r, "error_kind", "") or "unknown error")
-            if anonymize:
-                reason = _reason_without_path(reason, str(r.path))
+            rel = str(getattr(r, "relpath", "") or "") or _rel(str(r.path), folder)
+            name = phi.file_label(r.path, anonymize=anonymize) if anonymize else rel
+            reason = _reason_without_path(str(r.error or getattr(r, "error_kind", "") or "unknown error"),
+                                          str(r.path), rel)
             data.append([para(name, st.cell), para(reason, st.cell)])
         table = Table(data, colWidths=[ctx.width * 0.4, ctx.width * 0.6], repeatRows=1)
         table.setStyle(_style([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BACKGROUND", (0, 0), (-1, 0), SHADE),
@@ -882,12 +884,12 @@ def write_batch_report(
     return target
 
 
-def _reason_without_path(reason: str, path: str) -> str:
-    """A failure reason with the file's path and name removed (they may name the patient)."""
-    for token in (path, str(Path(path).resolve()) if path else "", Path(path).name):
-        if token:
-            reason = reason.replace(token, "<file>")
-    return reason
+def _reason_without_path(reason: str, path: str, rel: str = "") -> str:
+    """A failure reason without the file's path or name (shown in its own column; may name the patient)."""
+    tokens = {path, str(Path(path).resolve()) if path else "", rel, Path(path).name}
+    for token in sorted((t for t in tokens if t), key=len, reverse=True):
+        reason = reason.replace(token, "")
+    return reason.lstrip(" :") or reason
 
 
 def _study_pages(ctx: _Ctx, rows: list[_Row], info: ReportInfo, *, operating_point: str | None,
