@@ -1,0 +1,203 @@
+"""Heatmap overlay and colour bar, shared by the GUI, the CLI and the PDF report.
+
+Colour maps come from matplotlib (imported lazily, Agg only: never a GUI
+backend). ``jet`` is the Grad-CAM convention; ``cividis`` and ``viridis`` are
+perceptually uniform and readable with colour-vision deficiency.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .imaging import Window, XRay
+    from .inference import Heatmap, Prediction
+
+#: Colour maps offered to users (first: the default).
+COLORMAPS = ("jet", "cividis", "viridis", "inferno", "turbo")
+#: Colour-blind-safe choices among them.
+COLORBLIND_SAFE = ("cividis", "viridis", "inferno")
+DEFAULT_CMAP = "jet"
+DEFAULT_ALPHA = 0.45
+DEFAULT_LABELS = ("low attention", "high attention")
+
+
+def _mpl() -> None:
+    """Nothing here uses pyplot: figures are drawn on an Agg canvas directly, so the
+    process-wide backend (the GUI's, if any) is never touched."""
+
+
+@lru_cache(maxsize=16)
+def colormap_lut(cmap: str = DEFAULT_CMAP) -> np.ndarray:
+    """The colour map as a (256, 3) uint8 lookup table."""
+    if cmap not in COLORMAPS:
+        raise ValueError(f"cmap must be one of {COLORMAPS}. Received: cmap={cmap!r}")
+    _mpl()
+    from matplotlib import colormaps
+
+    rgba = colormaps[cmap](np.linspace(0.0, 1.0, 256))
+    lut = np.round(rgba[:, :3] * 255.0).astype(np.uint8)
+    lut.setflags(write=False)
+    return lut
+
+
+def _as_unit(gray: np.ndarray) -> np.ndarray:
+    g = np.asarray(gray)
+    if g.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image. Received shape {g.shape}")
+    if g.dtype == np.uint8:
+        return g.astype(np.float32) / 255.0
+    return np.clip(g.astype(np.float32, copy=False), 0.0, 1.0)
+
+
+def overlay_rgb(
+    gray: np.ndarray, heat: np.ndarray, cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA
+) -> np.ndarray:
+    """Blend a heatmap over a grayscale image: uint8 (H, W, 3).
+
+    ``gray`` is HxW (float in [0, 1] or uint8); ``heat`` float in [0, 1],
+    either the same size or any size (then upsampled bicubic). ``alpha`` is
+    the heatmap's opacity (0: the image only; 1: the heatmap only).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}")
+    g = _as_unit(gray)
+    h = np.asarray(heat, dtype=np.float32)
+    if h.ndim != 2:
+        raise ValueError(f"expected a 2-D heatmap. Received shape {h.shape}")
+    if h.shape != g.shape:
+        from .inference import _resize
+
+        h = _resize(h, g.shape[0], g.shape[1])
+    idx = np.round(np.clip(np.nan_to_num(h), 0.0, 1.0) * 255.0).astype(np.uint8)
+    colour = colormap_lut(cmap)[idx].astype(np.float32)
+    base = (g * 255.0)[..., None]
+    out = (1.0 - alpha) * base + alpha * colour
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def colorbar_rgb(
+    cmap: str = DEFAULT_CMAP,
+    height: int = 512,
+    width: int = 96,
+    labels: Sequence[str] = DEFAULT_LABELS,
+    *,
+    title: str | None = "Grad-CAM",
+) -> np.ndarray:
+    """A vertical, labelled colour bar image, uint8 (height, width, 3), white background.
+
+    ``labels`` are (bottom, top) texts: low values at the bottom.
+    """
+    if height < 32 or width < 24:
+        raise ValueError(f"colour bar too small. Received: {height}x{width}")
+    lut = colormap_lut(cmap)
+    _mpl()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dpi = 100.0
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(fig)
+    fontsize = float(np.clip(min(height / 40.0, width / 9.0), 5.0, 14.0))
+    margin_px = fontsize * 2.6
+    top = 1.0 - margin_px / height
+    bottom = margin_px / height
+    bar_w = min(0.35, 28.0 / width * 2)
+    ax = fig.add_axes((0.5 - bar_w / 2, bottom, bar_w, max(top - bottom, 0.05)))
+    ax.imshow(lut[::-1, None, :].repeat(2, axis=1), aspect="auto", interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_linewidth(0.6)
+    low, high = (list(labels) + ["", ""])[:2]
+    fig.text(0.5, top + 0.15 * margin_px / height, high, ha="center", va="bottom", fontsize=fontsize, wrap=True)
+    fig.text(0.5, bottom - 0.15 * margin_px / height, low, ha="center", va="top", fontsize=fontsize, wrap=True)
+    if title:
+        fig.text(0.5, 1.0 - 0.1 * margin_px / height, title, ha="center", va="top", fontsize=fontsize,
+                 weight="bold")  # fmt: skip
+    canvas = fig.canvas
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
+    img = np.ascontiguousarray(rgba[..., :3])
+    if img.shape[:2] != (height, width):  # rounding of the figure size
+        from PIL import Image
+
+        img = np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BILINEAR))
+    return img
+
+
+def heatmap_panel(
+    gray: np.ndarray,
+    heat: np.ndarray,
+    cmap: str = DEFAULT_CMAP,
+    alpha: float = DEFAULT_ALPHA,
+    labels: Sequence[str] = DEFAULT_LABELS,
+) -> np.ndarray:
+    """Overlay and colour bar side by side: uint8 (H, W + bar, 3)."""
+    ov = overlay_rgb(gray, heat, cmap=cmap, alpha=alpha)
+    h = ov.shape[0]
+    bar_w = int(np.clip(h // 6, 72, 220))
+    bar = colorbar_rgb(cmap, max(h, 32), bar_w, labels)
+    if bar.shape[0] != h:
+        bar = bar[:h]
+    return np.concatenate([ov, bar], axis=1)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode="RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def render_heatmap(
+    xray: XRay,
+    model: str | None = None,
+    window: Window | None = None,
+    *,
+    cmap: str = DEFAULT_CMAP,
+    alpha: float = DEFAULT_ALPHA,
+    predictor: object | None = None,
+) -> tuple[np.ndarray, Prediction, Heatmap]:
+    """Explain ``xray`` with the named (or default) model: (panel RGB, prediction, heatmap)."""
+    from .inference import Predictor
+
+    pred_obj = predictor if isinstance(predictor, Predictor) else Predictor.from_name(model)
+    prediction, heat = pred_obj.explain(xray)
+    gray = xray.render(window)
+    panel = heatmap_panel(gray, heat.upsample(gray.shape), cmap=cmap, alpha=alpha)
+    return panel, prediction, heat
+
+
+def render_heatmap_png(
+    xray: XRay,
+    model: str | None = None,
+    window: Window | None = None,
+    *,
+    cmap: str = DEFAULT_CMAP,
+    alpha: float = DEFAULT_ALPHA,
+) -> bytes:
+    """PNG bytes of the Grad-CAM overlay with its colour bar (``cxr-screener render --heatmap``)."""
+    panel, _, _ = render_heatmap(xray, model, window, cmap=cmap, alpha=alpha)
+    return png_bytes(panel)
+
+
+__all__ = [
+    "COLORBLIND_SAFE",
+    "COLORMAPS",
+    "DEFAULT_ALPHA",
+    "DEFAULT_CMAP",
+    "colorbar_rgb",
+    "colormap_lut",
+    "heatmap_panel",
+    "overlay_rgb",
+    "png_bytes",
+    "render_heatmap",
+    "render_heatmap_png",
+]
