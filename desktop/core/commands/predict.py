@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
             except CXRError as exc:
                 record["error"] = str(exc)
                 record["error_kind"] = exc.kind
+                if sha is None and exc.kind != "access":
+                    sha = _sha256(file)
             if record["status"] != "ok":
                 failed += 1
             audit.record(
@@ -113,6 +115,19 @@ def run(args: argparse.Namespace) -> int:
     if audit.failed and sys.stderr is not None:
         sys.stderr.write(f"cxr-screener predict: warning: {audit.failed}\n")
     return 1 if failed else 0
+
+
+def _sha256(path: str) -> str | None:
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def _float(value: object) -> float | None:
