@@ -1,0 +1,37 @@
+"""``cxr-screener gui [FILES...]``: open the desktop window (the same as ``cxr-screener-gui``).
+
+The core never imports Qt: the window's entry point is resolved by name at
+run time (:data:`GUI_ENTRY`), so ``cxr-screener`` keeps working, and says
+why, on an installation without PySide6.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+#: The desktop window's ``main(argv) -> int``, as "module:function".
+GUI_ENTRY = "desktop.qt.app:main"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "gui",
+        help="open the desktop window",
+        description="Open the CXR Screener window. FILES (PNG, JPEG, DICOM) are opened; a FOLDER is scanned.",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="X-ray files to open, or a folder to scan")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pkgutil
+    import sys
+
+    try:
+        main = pkgutil.resolve_name(GUI_ENTRY)
+    except ImportError as exc:
+        if sys.stderr is not None:
+            sys.stderr.write(f"cxr-screener gui: the desktop window is not available here ({exc}); "
+                             "install PySide6 (pip install PySide6-Essentials)\n")
+        return 2
+    return int(main(list(args.files)))
