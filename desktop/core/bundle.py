@@ -814,7 +814,8 @@ def render_model_card_md(card: ModelCard | Mapping[str, Any]) -> str:
     out += ["", "## Limitations", ""]
     out += [f"- {x}" for x in data.get("limitations") or []] or ["None recorded."]
     out += ["", "## Files (sha256)", ""]
-    out += [f"- `{k}`: `{v}`" for k, v in sorted((data.get("files") or {}).items())]
+    # MODEL_CARD.md cannot hold its own hash: the JSON card lists it.
+    out += [f"- `{k}`: `{v}`" for k, v in sorted((data.get("files") or {}).items()) if k != CARD_MD_FILE]
     out.append("")
     return "\n".join(out)
 

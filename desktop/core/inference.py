@@ -237,6 +237,7 @@ class Predictor:
         return model_input(xray, self.spec)
 
     def _check_batch(self, batch: np.ndarray, source: str | None = None) -> np.ndarray:
+        source = source or "model input"
         arr = np.asarray(batch)
         if arr.ndim == 3:
             arr = arr[None]
@@ -330,7 +331,7 @@ class Predictor:
         op = self.operating_point(operating_point)
         arr = self._check_batch(x)
         if arr.shape[0] != 1:
-            raise ModelInputError(None, f"explain takes one image. Received: a batch of {arr.shape[0]}")
+            raise ModelInputError("model input", f"explain takes one image. Received: a batch of {arr.shape[0]}")
         feats, probs = self.session.run(["features", "probs"], {"input": arr})
         cache = head_forward(feats, self.head, self.head_weights)
         grads = head_logit_grad(cache, self.head, self.head_weights, self.positive_index)
@@ -356,7 +357,7 @@ class Predictor:
         try:
             return self.explain_input(x, operating_point)
         except ModelInputError as exc:
-            if isinstance(xray, XRay) and exc.path is None:
+            if isinstance(xray, XRay) and exc.path == "model input":
                 raise ModelInputError(xray.source, exc.reason, exc.hint) from exc
             raise
 

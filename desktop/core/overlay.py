@@ -103,23 +103,36 @@ def colorbar_rgb(
     dpi = 100.0
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
     FigureCanvasAgg(fig)
-    fontsize = float(np.clip(min(height / 40.0, width / 9.0), 5.0, 14.0))
-    margin_px = fontsize * 2.6
-    top = 1.0 - margin_px / height
-    bottom = margin_px / height
-    bar_w = min(0.35, 28.0 / width * 2)
-    ax = fig.add_axes((0.5 - bar_w / 2, bottom, bar_w, max(top - bottom, 0.05)))
+    low, high = (list(labels) + ["", ""])[:2]
+    words = [w for text in (low, high, title or "") for w in text.split()] or ["x"]
+    longest = max(len(w) for w in words)
+    # font size in pixels: readable, bounded by the height and by the longest word's width
+    fs_px = float(np.clip(min(height / 36.0, (width - 8) / (0.62 * longest)), 7.0, 18.0))
+    fs_pt = fs_px * 72.0 / dpi
+    line = 1.25 * fs_px
+
+    def wrap(text: str) -> str:
+        return text if 0.62 * fs_px * len(text) <= width - 8 else "\n".join(text.split())
+
+    high_t, low_t = wrap(high), wrap(low)
+    pad = max(3.0, fs_px * 0.4)
+    y = pad
+    if title:
+        fig.text(0.5, 1.0 - y / height, wrap(title), ha="center", va="top", fontsize=fs_pt, weight="bold")
+        y += line * (wrap(title).count("\n") + 1) + pad
+    fig.text(0.5, 1.0 - y / height, high_t, ha="center", va="top", fontsize=fs_pt, linespacing=1.0)
+    bar_top = y + line * (high_t.count("\n") + 1) + pad
+    bar_bottom = height - (pad + line * (low_t.count("\n") + 1) + pad)
+    fig.text(0.5, (pad + line * (low_t.count("\n") + 1)) / height, low_t, ha="center", va="top",
+             fontsize=fs_pt, linespacing=1.0)  # fmt: skip
+    bar_px = max(10.0, min(0.35 * width, 36.0))
+    bar_h = max(bar_bottom - bar_top, 8.0)
+    ax = fig.add_axes(((width - bar_px) / 2 / width, (height - bar_top - bar_h) / height, bar_px / width, bar_h / height))
     ax.imshow(lut[::-1, None, :].repeat(2, axis=1), aspect="auto", interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_linewidth(0.6)
-    low, high = (list(labels) + ["", ""])[:2]
-    fig.text(0.5, top + 0.15 * margin_px / height, high, ha="center", va="bottom", fontsize=fontsize, wrap=True)
-    fig.text(0.5, bottom - 0.15 * margin_px / height, low, ha="center", va="top", fontsize=fontsize, wrap=True)
-    if title:
-        fig.text(0.5, 1.0 - 0.1 * margin_px / height, title, ha="center", va="top", fontsize=fontsize,
-                 weight="bold")  # fmt: skip
     canvas = fig.canvas
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[attr-defined]
@@ -141,7 +154,7 @@ def heatmap_panel(
     """Overlay and colour bar side by side: uint8 (H, W + bar, 3)."""
     ov = overlay_rgb(gray, heat, cmap=cmap, alpha=alpha)
     h = ov.shape[0]
-    bar_w = int(np.clip(h // 6, 72, 220))
+    bar_w = int(np.clip(h // 5, 80, 240))
     bar = colorbar_rgb(cmap, max(h, 32), bar_w, labels)
     if bar.shape[0] != h:
         bar = bar[:h]
