@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,16 +44,19 @@ class Study:
     error: BaseException | None = None
 
 
-def discover(models_folder: str = "") -> Any:
-    """``BundleDiscovery`` of the bundled, user and (optional) extra models folders."""
+def discover(models_folder: str = "", dirs: Sequence[tuple[Path, str]] | None = None) -> Any:
+    """``BundleDiscovery`` of the bundled, user and (optional) extra models folders.
+
+    ``dirs`` replaces the standard folders (tests point it at their own bundles).
+    """
     from desktop.core.bundle import discover_bundles, model_dirs
 
-    dirs = list(model_dirs())
+    searched = list(model_dirs() if dirs is None else dirs)
     if models_folder and Path(models_folder).is_dir():
-        extra = Path(models_folder)
-        if all(extra.resolve() != d.resolve() for d, _ in dirs if d.exists()):
-            dirs.append((extra, "user"))
-    return discover_bundles(dirs)
+        extra = Path(models_folder).resolve()
+        if all(extra != d.resolve() for d, _ in searched if d.exists()):
+            searched.append((extra, "user"))
+    return discover_bundles(searched)
 
 
 class PredictorCache:

@@ -139,6 +139,7 @@ class QtFirstRunDialog(QDialog):
         ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
         ok.setText("Start")
         ok.setEnabled(False)
+        self.ok_button = ok
         self.confirm.toggled.connect(ok.setEnabled)
         buttons.accepted.connect(self.accept)
         layout = QVBoxLayout(self)

@@ -96,9 +96,11 @@ class QtMainWindow(QMainWindow):
         settings: AppSettings | None = None,
         *,
         show_notice: bool = True,
+        model_dirs: Sequence[tuple[Path, str]] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
+        self._model_dirs = None if model_dirs is None else [(Path(d), o) for d, o in model_dirs]
         self.settings = settings if settings is not None else AppSettings()
         self.errors = QtErrorHandler(self)
         self.predictors = bridge.PredictorCache()
@@ -347,7 +349,7 @@ class QtMainWindow(QMainWindow):
     # ------------------------------------------------------------------
     def _discover_models(self) -> None:
         self.panel.clear("Loading models...")
-        worker = create_worker(bridge.discover, self.settings.models_folder, _start=False)
+        worker = create_worker(bridge.discover, self.settings.models_folder, self._model_dirs, _start=False)
         worker.signals.returned.connect(self._on_models)
         worker.signals.errored.connect(lambda exc: self._on_models_failed(exc))
         self._start(worker, "Checking the installed models...")
@@ -849,13 +851,13 @@ class QtMainWindow(QMainWindow):
         dialog.open()
 
     def _notice_rejected(self) -> None:
-        QTimer.singleShot(0, self.show_first_run_notice)
+        QTimer.singleShot(0, self, self.show_first_run_notice)
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
         if self._show_notice:
             self._show_notice = False
-            QTimer.singleShot(0, self.show_first_run_notice)
+            QTimer.singleShot(0, self, self.show_first_run_notice)
 
     # ------------------------------------------------------------------
     # State of the actions

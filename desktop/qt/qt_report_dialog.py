@@ -305,7 +305,6 @@ class QtReportDialog(QDialog):
         self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
         self.save_button.clicked.connect(self.save_dialog)
         self.buttons.rejected.connect(self.reject)
-        self.buttons.accepted.disconnect()
 
         layout = QVBoxLayout(self)
         layout.addLayout(body, 1)
@@ -321,7 +320,7 @@ class QtReportDialog(QDialog):
         self.clinic_address.textChanged.connect(self._schedule_preview)
         self.patient_sex.currentIndexChanged.connect(self._schedule_preview)
         self.page_size.currentIndexChanged.connect(self._schedule_preview)
-        QTimer.singleShot(0, self.update_preview)
+        QTimer.singleShot(0, self, self.update_preview)
 
     # --- form ---------------------------------------------------------------
     def form(self) -> ReportForm:
@@ -388,7 +387,7 @@ class QtReportDialog(QDialog):
     def _preview_finished(self) -> None:
         if self._preview_again:
             self._preview_again = False
-            QTimer.singleShot(0, self.update_preview)
+            QTimer.singleShot(0, self, self.update_preview)
 
     # --- save -----------------------------------------------------------------
     def default_file_name(self) -> str:
