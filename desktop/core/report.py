@@ -580,7 +580,7 @@ def _study_flowables(
         meta = phi.anonymize_metadata(meta, fallback=xray.sha256)
     file = phi.file_label(xray.source, anonymize=anonymize) if xray.source else ""
     patient = _patient(meta, file=file, image_sha=xray.sha256, anonymize=anonymize)
-    image_h = min(95 * mm, ctx.height * (0.34 if not compact else 0.36))
+    image_h = min(95 * mm, ctx.height * 0.34) if not compact else min(75 * mm, ctx.height * 0.28)
     story: list[Flowable] = [
         _header(ctx, info, title="Chest X-ray screening report", when=when, report_id=report_id,
                 clinic=clinic, address=info.clinic_address),
@@ -588,6 +588,12 @@ def _study_flowables(
         *_images_section(ctx, xray, heatmap, window=window, max_h=image_h, dpi=200 if not compact else 160),
         CondPageBreak(60 * mm),
         *_result_section(ctx, prediction),
+        Spacer(1, 2 * mm),
+        para(
+            "Decision support only, not a diagnosis: the final decision rests with the clinician."
+            + (" Model validation and limits: next page." if not compact else ""),
+            ctx.st.small_bold,
+        ),
     ]
     if not compact:
         story += [
@@ -603,7 +609,7 @@ def _study_flowables(
             *_findings_section(ctx, height=70 * mm),
         ]
     else:
-        story += _findings_section(ctx, height=28 * mm)
+        story += _findings_section(ctx, height=24 * mm)
     return story
 
 
@@ -910,7 +916,7 @@ def _study_pages(ctx: _Ctx, rows: list[_Row], info: ReportInfo, *, operating_poi
         out.append(PageBreak())
         out.extend(
             _study_flowables(ctx, xray, prediction, heatmap, info, anonymize=anonymize, when=when,
-                             report_id=f"{report_id} / {i}", window=None, compact=True)
+                             report_id=f"{report_id}-{i}", window=None, compact=True)
         )
     return out
 

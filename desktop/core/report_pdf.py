@@ -128,6 +128,7 @@ class Styles:
     h2: ParagraphStyle
     body: ParagraphStyle
     small: ParagraphStyle
+    small_bold: ParagraphStyle
     tiny: ParagraphStyle
     label: ParagraphStyle
     value: ParagraphStyle
@@ -151,6 +152,7 @@ def styles() -> Styles:
         ),
         body=base,
         small=ParagraphStyle("small", parent=base, fontSize=8, leading=10),
+        small_bold=ParagraphStyle("small_bold", parent=base, fontName=FONT_BOLD, fontSize=8, leading=10),
         tiny=ParagraphStyle("tiny", parent=base, fontSize=7, leading=8.5, textColor=MUTED),
         label=ParagraphStyle("label", parent=base, fontSize=7.5, leading=9.5, textColor=MUTED),
         value=ParagraphStyle("value", parent=base, fontSize=9, leading=11),
