@@ -321,3 +321,26 @@ def test_unwritable_folder_is_a_clear_error(tmp_path: Path, xray) -> None:
 def test_output_is_a_folder(tmp_path: Path, xray) -> None:
     with pytest.raises(OutputError, match="is a folder"):
         write_study_report(tmp_path, xray, FakePrediction(), FakeHeatmap(), FakeBundle(), INFO)
+
+
+def test_markup_in_user_text_is_printed_verbatim(tmp_path: Path, xray) -> None:
+    info = ReportInfo(clinic_name="A&B <b>Clinic</b>", operator="x < y & z", patient_name="O'Brien <script>",
+                      analysed_at=WHEN)
+    text = flat(pdf_text(_report(tmp_path, xray, info=info)))
+    assert "A&B <b>Clinic</b>" in text
+    assert "x < y & z" in text
+    assert "O'Brien <script>" in text
+
+
+def test_fonts_come_from_assets_first_then_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from desktop.core import report_pdf
+
+    dirs = report_pdf.font_dirs()
+    assert dirs[0].parts[-2:] == ("assets", "fonts")
+    assert any((d / "DejaVuSans.ttf").is_file() for d in dirs[1:])  # matplotlib's copy
+    assets = tmp_path / "assets"
+    (assets / "fonts").mkdir(parents=True)
+    src = report_pdf._find_font("DejaVuSans.ttf")
+    (assets / "fonts" / "DejaVuSans.ttf").write_bytes(src.read_bytes())
+    monkeypatch.setenv("CXR_SCREENER_ASSETS", str(assets))
+    assert report_pdf._find_font("DejaVuSans.ttf") == assets / "fonts" / "DejaVuSans.ttf"

@@ -124,7 +124,15 @@ def test_study_pages_need_a_predictor(tmp_path: Path, scan, monkeypatch: pytest.
             return FakePrediction(), FakeHeatmap()
 
     monkeypatch.setattr(inference, "Predictor", StubPredictor)
+    from pypdf import PdfReader
+
+    for sub in ("summary", "anon"):
+        (tmp_path / sub).mkdir()
+    summary_pages = len(PdfReader(str(_write(tmp_path / "summary", scan))).pages)
     out = _write(tmp_path, scan, study_pages=True)
+    assert len(PdfReader(str(out)).pages) == summary_pages + 4  # one page per analysed image
+    anon = _write(tmp_path / "anon", scan, study_pages=True, anonymize=True)
+    assert len(PdfReader(str(anon)).pages) == summary_pages + 4
     images = placed_images(out)
     assert len(images) == 4 + 2 * 4  # thumbnails + X-ray and overlay per study page
     text = flat(pdf_text(out))

@@ -10,7 +10,15 @@ import pytest
 
 from desktop.core import phi
 from desktop.core.cli import main
-from tests.report_helpers import PATIENT, flat, pdf_metadata_text, pdf_text, placed_images, write_dicom, write_png
+from tests.report_helpers import (
+    PATIENT,
+    flat,
+    pdf_metadata_text,
+    pdf_text,
+    placed_images,
+    write_dicom,
+    write_png,
+)
 
 MODEL = "report-test-model"
 

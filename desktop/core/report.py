@@ -561,6 +561,21 @@ def _pdf_meta(title: str, author: str, subject: str) -> dict[str, str]:
     }
 
 
+#: Height of the images section beyond the images: heading, captions, colour bar.
+_IMAGES_OVERHEAD = 23 + 1.5 * mm + 10 + 1 * mm + 5 * mm + 10 + 4
+
+
+def _height(ctx: _Ctx, flowables: Sequence[Flowable]) -> float:
+    """Total height the flowables take in the frame (KeepTogether groups measured by their parts)."""
+    total = 0.0
+    for f in flowables:
+        parts = getattr(f, "_content", None) if isinstance(f, KeepTogether) else [f]
+        for part in parts or []:
+            _, h = part.wrap(ctx.width, ctx.height)
+            total += h + part.getSpaceBefore() + part.getSpaceAfter()
+    return total
+
+
 def _study_flowables(
     ctx: _Ctx,
     xray: XRay,
@@ -580,13 +595,12 @@ def _study_flowables(
         meta = phi.anonymize_metadata(meta, fallback=xray.sha256)
     file = phi.file_label(xray.source, anonymize=anonymize) if xray.source else ""
     patient = _patient(meta, file=file, image_sha=xray.sha256, anonymize=anonymize)
-    image_h = min(95 * mm, ctx.height * 0.34) if not compact else min(75 * mm, ctx.height * 0.28)
-    story: list[Flowable] = [
+    head = [
         _header(ctx, info, title="Chest X-ray screening report", when=when, report_id=report_id,
                 clinic=clinic, address=info.clinic_address),
         *_patient_section(ctx, patient, anonymize=anonymize),
-        *_images_section(ctx, xray, heatmap, window=window, max_h=image_h, dpi=200 if not compact else 160),
-        CondPageBreak(60 * mm),
+    ]
+    tail: list[Flowable] = [
         *_result_section(ctx, prediction),
         Spacer(1, 2 * mm),
         para(
@@ -595,11 +609,20 @@ def _study_flowables(
             ctx.st.small_bold,
         ),
     ]
+    if compact:
+        # one page per study: the images get what the other sections leave
+        tail += _findings_section(ctx, height=24 * mm)
+        free = ctx.height - _height(ctx, head + tail) - _IMAGES_OVERHEAD - (9 if xray.warnings else 0)
+        image_h = max(40 * mm, min(80 * mm, free - 6))
+    else:
+        image_h = min(95 * mm, ctx.height * 0.34)
+    images = _images_section(ctx, xray, heatmap, window=window, max_h=image_h, dpi=200 if not compact else 160)
+    story: list[Flowable] = [*head, *images, CondPageBreak(60 * mm), *tail]
     if not compact:
         story += [
             PageBreak(),
             para(
-                f"Report {report_id} (continued) — patient: {patient.name}; ID: {patient.patient_id}; "
+                f"Report {report_id} (continued) \u2014 patient: {patient.name}; ID: {patient.patient_id}; "
                 f"study date: {patient.study_date}",
                 ctx.st.tiny,
             ),
@@ -608,8 +631,6 @@ def _study_flowables(
             CondPageBreak(85 * mm),
             *_findings_section(ctx, height=70 * mm),
         ]
-    else:
-        story += _findings_section(ctx, height=24 * mm)
     return story
 
 
@@ -880,7 +901,7 @@ def write_batch_report(
                                   when=when, report_id=report_id))
     footer = Footer(left=f"{SOFTWARE} \u2014 decision support, not a diagnosis", right=f"Report {report_id}")
     meta = _pdf_meta(
-        title=f"Chest X-ray batch screening report {report_id}",
+        title=f"Chest X-ray batch report {report_id}",
         author=info.clinic_name,
         subject=f"AI decision support (not a diagnosis): {len(results)} images, {n_pos} flagged, "
         f"{len(failed)} failed; model {ctx.model_line()}",
