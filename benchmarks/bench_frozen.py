@@ -317,10 +317,11 @@ def write_results(doc: dict[str, Any], out_dir: Path = RESULTS, stem: str = "fro
     (out_dir / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     ok = doc["within_budget"]
 
-    def row(label: str, key: str, unit: str, budget: float) -> str:
+    def row(label: str, key: str, unit: str, budget_key: str) -> str:
         value = doc.get(key)
         shown = f"{value:.2f} {unit}" if isinstance(value, float) else "not measured"
-        return f"| {label} | {shown} | <= {budget:g} {unit} | {'yes' if ok.get(key) else 'NO'} |"
+        verdict = "yes" if ok.get(budget_key) else "NO"
+        return f"| {label} | {shown} | <= {BUDGETS[budget_key]:g} {unit} | {verdict} |"
 
     machine = doc["machine"]
     lines = [
@@ -331,11 +332,10 @@ def write_results(doc: dict[str, Any], out_dir: Path = RESULTS, stem: str = "fro
         "",
         "| what | measured | budget | within |",
         "|---|---|---|---|",
-        row("bundle size on disk", "bundle_size_mb", "MB", BUDGETS["bundle_mb"]),
+        row("bundle size on disk", "bundle_size_mb", "MB", "bundle_mb"),
         row("first prediction (process start to JSON line)", "first_prediction_s", "s",
-            BUDGETS["first_prediction_s"]),
-        row("GUI main window shown (offscreen)", "gui_window_shown_s", "s",
-            BUDGETS["gui_window_shown_s"]),
+            "first_prediction_s"),
+        row("GUI main window shown (offscreen)", "gui_window_shown_s", "s", "gui_window_shown_s"),
         "",
         f"First (cold) run: prediction {doc['first_prediction_first_run_s']} s, "
         f"GUI {doc['gui_first_run_s']} s.",

@@ -95,6 +95,51 @@ def pyinstaller(py: Path, dist: Path, work: Path, clean: bool) -> float:
     return time.perf_counter() - start
 
 
+def strip_debug_info(bundle: Path) -> int:
+    """Linux: drop debug sections (``strip --strip-debug``) from bundled ELF files.
+
+    Symbols stay (tracebacks from native crashes keep function names); only DWARF debug
+    info goes: ~45 MB, mostly libpython and a few wheels built with -g. A file that strip
+    cannot handle is left as it was.
+    """
+    if not sys.platform.startswith("linux") or shutil.which("strip") is None:
+        return 0
+    saved = 0
+    for path in sorted((bundle / "_internal").rglob("*.so*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if data[:4] != b"\x7fELF" or b".debug_info" not in data:
+            continue
+        tmp = path.with_name(path.name + ".strip-tmp")
+        done = subprocess.run(["strip", "--strip-debug", "-o", str(tmp), str(path)],
+                              capture_output=True, check=False)
+        if done.returncode == 0 and tmp.is_file() and tmp.stat().st_size < len(data):
+            saved += len(data) - tmp.stat().st_size
+            os.chmod(tmp, path.stat().st_mode)
+            os.replace(tmp, path)
+        else:
+            tmp.unlink(missing_ok=True)
+    return saved
+
+
+def sanity_check(bundle: Path) -> None:
+    """The frozen app must start and find its pieces (decoders, Qt, onnxruntime)."""
+    exe = bundle / ("CXRScreener-cli.exe" if sys.platform == "win32" else "CXRScreener")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    proc = subprocess.run([str(exe), "--diagnose"], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"the frozen app does not start: {exe} --diagnose exited "
+                         f"{proc.returncode}\n{proc.stderr[-3000:]}")
+    info = json.loads(proc.stdout)
+    print(f"frozen app starts: models {info.get('bundled_models')}, "
+          f"Qt platforms {len(info.get('qt_platform_plugins', []))}, "
+          f"onnxruntime {info.get('versions', {}).get('onnxruntime')}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=ROOT / "build" / "bundle-venv",
@@ -107,11 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="output folder")
     parser.add_argument("--clean", action="store_true", help="empty PyInstaller's cache first")
     parser.add_argument("--pack", action="store_true", help="also make the Linux tar.gz")
+    parser.add_argument("--extra-model", type=Path, action="append", default=[], metavar="DIR",
+                        help="also bake this model bundle folder into assets/models (repeatable)")
     parser.add_argument("--summary", type=Path, default=ROOT / "benchmarks" / "results" / "bundle.json",
                         help="where to write the size summary (JSON)")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
+    if args.extra_model:
+        os.environ["CXR_BUNDLE_EXTRA_MODELS"] = os.pathsep.join(str(p.resolve()) for p in args.extra_model)
     py = make_venv(args.venv.resolve(), args.fresh)
     if not args.skip_install:
         install(py, args.wheels)
@@ -120,11 +169,17 @@ def main(argv: list[str] | None = None) -> int:
                           args.clean)
 
     bundle = args.dist.resolve() / NAME
+    stripped = strip_debug_info(bundle)
+    if stripped:
+        print(f"stripped debug info: {stripped / 1024 / 1024:.0f} MB")
+    sanity_check(bundle)
     extra = {
         "build_seconds": round(build_s, 1),
+        "debug_info_stripped_mb": round(stripped / 1024 / 1024, 1),
         "total_seconds": round(time.perf_counter() - t0, 1),
         "build_environment": packages,
         "command": "python scripts/build_bundle.py",
+        "extra_models": [str(p) for p in args.extra_model],
     }
     # The manifest needs PyInstaller to read the archive: run it in the build environment.
     rc = subprocess.run(

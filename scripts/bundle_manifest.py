@@ -92,6 +92,80 @@ def scan_archive(exe: Path, manifest: Manifest) -> None:
             manifest.modules.append(f"{name} (script/module)")
 
 
+_GLIBC = re.compile(rb"GLIBC_(\d+)\.(\d+)(?:\.(\d+))?")
+_ELF_MAGIC = b"\x7fELF"
+
+
+def _elf_files(root: Path) -> list[Path]:
+    out = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with open(path, "rb") as fh:
+                if fh.read(4) == _ELF_MAGIC:
+                    out.append(path)
+    return out
+
+
+def glibc_requirements(root: Path) -> dict[str, object]:
+    """Linux: the highest GLIBC_x.y symbol version any bundled ELF file asks for."""
+    best: tuple[int, ...] = (0,)
+    where: list[str] = []
+    counts: dict[str, int] = {}
+    for path in _elf_files(root):
+        versions = {tuple(int(g) for g in m.groups() if g is not None)
+                    for m in _GLIBC.finditer(path.read_bytes())}
+        if not versions:
+            continue
+        top = max(versions)
+        key = ".".join(map(str, top))
+        counts[key] = counts.get(key, 0) + 1
+        rel = path.relative_to(root).as_posix()
+        if top > best:
+            best, where = top, [rel]
+        elif top == best:
+            where.append(rel)
+    return {
+        "minimum_glibc": ".".join(map(str, best)) if best != (0,) else None,
+        "required_by": where[:10],
+        "files_by_highest_glibc": dict(sorted(counts.items(), key=lambda kv: tuple(map(int, kv[0].split("."))))),
+    }
+
+
+def system_libraries(root: Path) -> dict[str, object]:
+    """Linux: shared libraries the bundle takes from the system (ldd), and any missing here."""
+    import shutil
+
+    if shutil.which("ldd") is None:
+        return {"note": "ldd not available"}
+    internal = root / "_internal"
+    dirs = {str(p.parent) for p in internal.rglob("*.so*")} | {str(internal)}
+    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(sorted(dirs)))
+    from_system: dict[str, set[str]] = {}
+    missing: dict[str, set[str]] = {}
+    root_s = str(root.resolve())
+    for path in _elf_files(root):
+        try:
+            out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env,
+                                 timeout=30, check=False).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        rel = path.relative_to(root).as_posix()
+        for line in out.splitlines():
+            line = line.strip()
+            if "=>" not in line:
+                continue
+            name, _, target = line.partition("=>")
+            name, target = name.strip(), target.strip()
+            if target.startswith("not found"):
+                missing.setdefault(name, set()).add(rel)
+            elif not target.startswith(root_s) and target.startswith("/"):
+                from_system.setdefault(name, set()).add(rel)
+    return {
+        "from_system": sorted(from_system),
+        "missing_here": {k: sorted(v)[:5] for k, v in sorted(missing.items())},
+    }
+
+
 def check(manifest: Manifest) -> None:
     for rel, _size in manifest.files:
         low = rel.lower()
@@ -173,6 +247,8 @@ def write_outputs(manifest: Manifest, txt: Path | None, json_path: Path | None,
         "forbidden_found": manifest.problems,
         "notes": manifest.notes,
     }
+    if sys.platform.startswith("linux") and manifest.root.is_dir():
+        summary["linux"] = {**glibc_requirements(manifest.root), **system_libraries(manifest.root)}
     if extra:
         summary.update(extra)
     if txt is not None:
