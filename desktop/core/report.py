@@ -47,8 +47,8 @@ from .report_card import (
     bundle_field,
     card_of,
     fmt_num,
-    metric_rows,
-    text_of,
+    training_text,
+    validation_rows,
     value_with_ci,
 )
 from .report_card import operating_point as card_operating_point
@@ -464,7 +464,7 @@ def _probabilities(prediction: Any) -> dict[str, float]:
     return {"covid": float(prediction.p_covid)}
 
 
-def _model_section(ctx: _Ctx, *, extra: Sequence[tuple[str, str]] = ()) -> list[Flowable]:
+def _model_section(ctx: _Ctx, op_name: str | None = None) -> list[Flowable]:
     st = ctx.st
     card = ctx.card
     arch = str(bundle_field(ctx.bundle, card, "architecture", "?"))
@@ -477,15 +477,11 @@ def _model_section(ctx: _Ctx, *, extra: Sequence[tuple[str, str]] = ()) -> list[
         ("Architecture", arch_text),
         ("Model file sha256", sha),
         ("Created", str(card.get("created", DASH))),
-        ("Trained on", text_of(card.get("training_data")) or DASH),
+        ("Trained on", training_text(card.get("training_data")) or DASH),
     ]
-    split = text_of(card.get("split"))
-    if split:
-        rows.append(("Validation split", split))
-    rows.extend(extra)
     rows.append(("Software", f"{SOFTWARE} (ONNX Runtime on CPU); report made with reportlab"))
     out: list[Flowable] = [para("Model and validation", st.h2), _kv_table(ctx, rows, cols=1, label_w=34 * mm)]
-    mrows = metric_rows(card.get("metrics"))
+    mrows = validation_rows(card.get("metrics"), op_name)
     if mrows:
         data = [[para("Validation / external test", st.cell_bold), para("Result (95% CI)", st.cell_bold)]]
         data += [[para(a, st.cell), para(b, st.cell)] for a, b in mrows[:24]]
@@ -626,7 +622,7 @@ def _study_flowables(
                 f"study date: {patient.study_date}",
                 ctx.st.tiny,
             ),
-            *_model_section(ctx),
+            *_model_section(ctx, str(getattr(prediction, "operating_point", "") or "") or None),
             *_limits_section(ctx),
             CondPageBreak(85 * mm),
             *_findings_section(ctx, height=70 * mm),
@@ -895,7 +891,7 @@ def write_batch_report(
         table.setStyle(_style([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BACKGROUND", (0, 0), (-1, 0), SHADE),
                                    ("LINEBELOW", (0, 0), (-1, -1), 0.25, RULE)]))
         story.append(table)
-    story += [CondPageBreak(90 * mm), *_model_section(ctx), *_limits_section(ctx)]
+    story += [CondPageBreak(90 * mm), *_model_section(ctx, op_name or None), *_limits_section(ctx)]
     if study_pages and rows:
         story.extend(_study_pages(ctx, rows, info, operating_point=op_name or None, anonymize=anonymize,
                                   when=when, report_id=report_id))

@@ -87,35 +87,26 @@ def value_with_ci(value: Any, ci: Any = None, digits: int = 2) -> str:
     return f"{text} ({ci_text})" if ci_text else text
 
 
+#: Metrics a reader of the report is shown, in this order (others stay in the model card).
 _METRIC_NAMES = {
     "auc": "AUC",
     "roc_auc": "AUC",
     "auroc": "AUC",
-    "accuracy": "accuracy",
     "sensitivity": "sensitivity",
     "specificity": "specificity",
-    "ppv": "PPV",
-    "npv": "NPV",
-    "f1": "F1",
-    "brier": "Brier",
-    "ece": "ECE",
 }
-_SKIP = {"ci", "ci95", "lo", "hi", "low", "high", "value", "n", "n_covid", "n_normal", "source",
-         "name", "sources", "description", "dataset", "held_out", "note", "threshold", "operating_point"}
-
-
 def metric_summary(d: Mapping[str, Any]) -> str:
     """``"AUC 0.91 (95% CI 0.88-0.94); sensitivity ..."`` from a dict of metrics."""
     parts = []
     for key, value in d.items():
         k = str(key).lower()
-        if k.endswith("_ci") or k in _SKIP:
+        if k not in _METRIC_NAMES:
             continue
         ci = d.get(f"{key}_ci")
         if isinstance(value, Mapping) and not any(x in value for x in ("value", "point", "estimate", "mean")):
             continue
         if isinstance(value, (int, float, Mapping)) and not isinstance(value, bool):
-            parts.append(f"{_METRIC_NAMES.get(k, str(key).replace('_', ' '))} {value_with_ci(value, ci)}")
+            parts.append(f"{_METRIC_NAMES[k]} {value_with_ci(value, ci)}")
     n = _count(d)
     if n:
         parts.append(n)
@@ -123,11 +114,108 @@ def metric_summary(d: Mapping[str, Any]) -> str:
 
 
 def _count(d: Mapping[str, Any]) -> str:
-    if "n_covid" in d or "n_normal" in d:
-        return f"n = {d.get('n_covid', '?')} COVID-19 / {d.get('n_normal', '?')} normal"
+    pos = d.get("n_covid", d.get("n_positive"))
+    neg = d.get("n_normal", d.get("n_negative"))
+    if pos is not None or neg is not None:
+        text = f"n = {pos if pos is not None else '?'} COVID-19 / {neg if neg is not None else '?'} normal"
+        if isinstance(d.get("n_patients"), int):
+            text += f" ({d['n_patients']} patients)"
+        return text
     if isinstance(d.get("n"), int):
         return f"n = {d['n']}"
     return ""
+
+
+_SPLIT_TITLES = {
+    "validation": "Validation split (same collections as training)",
+    "test": "Test split (same collections, never used for training or thresholds)",
+}
+
+
+def validation_rows(metrics: Any, op_name: str | None = None) -> list[tuple[str, str]]:
+    """Rows for the report: validation/test splits, then external (leave-one-source-out) results.
+
+    Understands the cards ``model_training`` writes (``validation``/``test``
+    with ``at_operating_points`` and ``leave_one_source_out`` folds); any
+    other layout falls back to :func:`metric_rows`.
+    """
+    m = as_dict(metrics) if not isinstance(metrics, Sequence) else {}
+    known = [k for k in ("validation", "test", "leave_one_source_out") if isinstance(m.get(k), Mapping)]
+    if not known:
+        return metric_rows(metrics)
+    rows: list[tuple[str, str]] = []
+    for part in ("validation", "test"):
+        res = m.get(part)
+        if not isinstance(res, Mapping):
+            continue
+        at = res.get("at_operating_points") or {}
+        op_res = at.get(op_name) if op_name else None
+        if not isinstance(op_res, Mapping) and at:
+            op_name_used, op_res = next(iter(at.items()))
+        else:
+            op_name_used = op_name or ""
+        parts = []
+        if res.get("auroc") is not None:
+            parts.append(f"AUC {value_with_ci(res.get('auroc'), res.get('auroc_ci'))}")
+        if isinstance(op_res, Mapping):
+            sens = value_with_ci(op_res.get("sensitivity"), op_res.get("sensitivity_ci"))
+            spec = value_with_ci(op_res.get("specificity"), op_res.get("specificity_ci"))
+            where = f" at \u201c{op_name_used}\u201d" if op_name_used else ""
+            if sens or spec:
+                parts.append(f"sensitivity {sens}, specificity {spec}{where}")
+            count = _count(op_res)
+            if count:
+                parts.append(count)
+        if parts:
+            rows.append((_SPLIT_TITLES[part], "; ".join(parts)))
+    loso = m.get("leave_one_source_out")
+    if isinstance(loso, Mapping):
+        for fold, res in loso.items():
+            if not isinstance(res, Mapping):
+                continue
+            overall = res.get("overall") if isinstance(res.get("overall"), Mapping) else res
+            held = res.get("held_out", fold)
+            held_text = ", ".join(str(h) for h in held) if isinstance(held, (list, tuple)) else str(held)
+            text = metric_summary(overall) if isinstance(overall, Mapping) else ""
+            if text:
+                label = ("External, pooled folds" if str(fold).startswith("pooled")
+                         else f"External: source never seen in training ({held_text})")
+                rows.append((label, text))
+    for key, value in m.items():
+        if key in ("validation", "test", "leave_one_source_out"):
+            continue
+        rows.extend(metric_rows({key: value}))
+    return rows
+
+
+def training_text(td: Any) -> str:
+    """One readable paragraph about the training data of a card."""
+    d = as_dict(td)
+    if "images" not in d and "by_class" not in d:
+        return text_of(td)
+    parts = []
+    if d.get("images") is not None:
+        text = f"{d['images']} images"
+        if d.get("patients") is not None:
+            text += f" of {d['patients']} patients"
+        by_class = d.get("by_class")
+        if isinstance(by_class, Mapping):
+            text += " (" + ", ".join(f"{k} {v}" for k, v in by_class.items()) + ")"
+        parts.append(text)
+    by_source = d.get("by_source")
+    if isinstance(by_source, Mapping) and by_source:
+        srcs = []
+        for src, counts in by_source.items():
+            if isinstance(counts, Mapping):
+                srcs.append(f"{src} (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")")
+            else:
+                srcs.append(f"{src} ({counts})")
+        parts.append("sources: " + "; ".join(srcs))
+    splits = [f"{k} {d[k]['images']}" for k in ("train", "validation", "test")
+              if isinstance(d.get(k), Mapping) and "images" in d[k]]
+    if splits:
+        parts.append("split by patient: " + ", ".join(splits) + " images")
+    return text_of(". ".join(parts), limit=900)
 
 
 def metric_rows(metrics: Any) -> list[tuple[str, str]]:
