@@ -66,7 +66,9 @@ def overlay_rgb(
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}")
-    g = _as_unit(gray)
+    g = _as_unit(gray) if np.asarray(gray).dtype != np.uint8 else np.asarray(gray)
+    if g.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image. Received shape {g.shape}")
     h = np.asarray(heat, dtype=np.float32)
     if h.ndim != 2:
         raise ValueError(f"expected a 2-D heatmap. Received shape {h.shape}")
@@ -74,11 +76,25 @@ def overlay_rgb(
         from .inference import _resize
 
         h = _resize(h, g.shape[0], g.shape[1])
-    idx = np.round(np.clip(np.nan_to_num(h), 0.0, 1.0) * 255.0).astype(np.uint8)
-    colour = colormap_lut(cmap)[idx].astype(np.float32)
-    base = (g * 255.0)[..., None]
-    out = (1.0 - alpha) * base + alpha * colour
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    hi = np.clip(np.nan_to_num(h), 0.0, 1.0)
+    hi *= 255.0
+    idx = np.rint(hi).astype(np.uint16)
+    raw = np.asarray(gray)
+    gi = raw.astype(np.uint16) if raw.dtype == np.uint8 else np.rint(g * 255.0).astype(np.uint16)
+    # One gather from a (gray level x heat level) table instead of float maths per pixel.
+    table = _blend_table(cmap, round(float(alpha), 4))
+    return table[(gi << 8) | idx]
+
+
+@lru_cache(maxsize=8)
+def _blend_table(cmap: str, alpha: float) -> np.ndarray:
+    """(65536, 3) uint8: the blend of gray level g and heat level h at index g * 256 + h."""
+    lut = colormap_lut(cmap).astype(np.float32)
+    gray = np.arange(256, dtype=np.float32)[:, None, None]
+    out = (1.0 - alpha) * gray + alpha * lut[None, :, :]
+    table = np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(65536, 3)
+    table.setflags(write=False)
+    return table
 
 
 def colorbar_rgb(
