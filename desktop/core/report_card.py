@@ -148,6 +148,11 @@ def validation_rows(metrics: Any, op_name: str | None = None) -> list[tuple[str,
         res = m.get(part)
         if not isinstance(res, Mapping):
             continue
+        if "at_operating_points" not in res:
+            text = metric_summary(res)
+            if text:
+                rows.append((_SPLIT_TITLES[part], text))
+            continue
         at = res.get("at_operating_points") or {}
         op_res = at.get(op_name) if op_name else None
         if not isinstance(op_res, Mapping) and at:
