@@ -38,6 +38,7 @@ def test_pseudonym_is_stable_short_and_distinct() -> None:
     assert phi.is_pseudonym(a)
     assert phi.pseudonym("PID-998878") != a
     assert phi.pseudonym("") == ""
+    assert phi.pseudonym("Doe^John") == phi.pseudonym("Doe John")  # DICOM name as a form shows it
     assert phi.pseudonym(a) == a  # anonymising twice is harmless
 
 

@@ -56,7 +56,12 @@ _BAND_RE = re.compile(r"^(under 1|\d{1,2}-\d{1,2}|90\+) y$")
 
 
 def _normalise(value: str) -> str:
-    # DICOM pads with spaces and people type extra ones: "Doe^John " == "Doe^John".
+    # DICOM pads with spaces and people type extra ones: "Doe^John " == "Doe^John"; a form
+    # shows the DICOM name "Doe^John" as "Doe John": both give the same pseudonym.
+    return " ".join(str(value).replace("^", " ").split())
+
+
+def _ws(value: str) -> str:
     return " ".join(str(value).split())
 
 
@@ -257,7 +262,7 @@ def identifying_values(meta: StudyMetadata, *extra: str) -> list[str]:
             values.append(" ".join(parts))
     seen: dict[str, None] = {}
     for v in values:
-        v = _normalise(v)
+        v = _ws(v)
         if v and v not in seen:
             seen[v] = None
     return list(seen)
@@ -266,7 +271,7 @@ def identifying_values(meta: StudyMetadata, *extra: str) -> list[str]:
 def scrub(text: str, values: list[str] | tuple[str, ...]) -> str:
     """``text`` with every occurrence of ``values`` (case-insensitive) replaced by ``[removed]``."""
     out = text
-    for v in sorted({_normalise(v) for v in values if v and _normalise(v)}, key=len, reverse=True):
+    for v in sorted({_ws(v) for v in values if v and _ws(v)}, key=len, reverse=True):
         if len(v) < 2:
             continue
         out = re.sub(re.escape(v), "[removed]", out, flags=re.IGNORECASE)
