@@ -8,6 +8,7 @@ per-image state the window shows.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -59,12 +60,18 @@ def discover(models_folder: str = "", dirs: Sequence[tuple[Path, str]] | None = 
     return discover_bundles(searched)
 
 
+def gui_threads() -> int:
+    """ONNX Runtime threads in the GUI: one core is left to the window (and the decoders)."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
 class PredictorCache:
     """One ``Predictor`` per bundle, created on first use in whichever worker needs it."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
         self._lock = threading.Lock()
         self._predictors: dict[str, Any] = {}
+        self.threads = gui_threads() if threads is None else threads
 
     def get(self, bundle: Any) -> Any:
         from desktop.core.inference import Predictor
@@ -73,7 +80,7 @@ class PredictorCache:
         with self._lock:
             predictor = self._predictors.get(key)
             if predictor is None:
-                predictor = Predictor(bundle)
+                predictor = Predictor(bundle, threads=self.threads)
                 self._predictors[key] = predictor
             return predictor
 

@@ -24,6 +24,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     QUrl,
     Signal,
 )
@@ -64,6 +65,8 @@ FILTERS = (
     ("negative", "Negative screens"),
     ("failed", "Could not be read"),
 )
+#: The progress bar and status line are refreshed at most this often (ms).
+PROGRESS_MS = 150
 POSITIVE_BG = QColor(250, 222, 214)
 FAILED_BG = QColor(235, 235, 235)
 
@@ -204,6 +207,28 @@ class QtResultsModel(QAbstractTableModel):
         self._index[key] = n
         self.endInsertRows()
 
+    def add_many(self, results: Sequence[ScanResult]) -> None:
+        """Append new rows in one insertion (replacing rows of files already listed)."""
+        fresh: list[ScanResult] = []
+        where: dict[str, int] = {}
+        for result in results:
+            key = result.relpath or result.path
+            if key in self._index:
+                self.add(result)
+            elif key in where:
+                fresh[where[key]] = result
+            else:
+                where[key] = len(fresh)
+                fresh.append(result)
+        if not fresh:
+            return
+        n = len(self.rows)
+        self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
+        for i, result in enumerate(fresh):
+            self.rows.append(result)
+            self._index[result.relpath or result.path] = n + i
+        self.endInsertRows()
+
     def set_rows(self, rows: Sequence[ScanResult]) -> None:
         self.beginResetModel()
         self.rows = list(rows)
@@ -234,8 +259,13 @@ class QtResultsFilter(QSortFilterProxyModel):
         self.setSortRole(Qt.ItemDataRole.UserRole)
 
     def set_mode(self, mode: str) -> None:
-        self.mode = mode
-        self.invalidateFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9
+            self.beginFilterChange()
+            self.mode = mode
+            self.endFilterChange()
+        else:
+            self.mode = mode
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         model = self.sourceModel()
@@ -282,6 +312,14 @@ class QtBatchWidget(QWidget):
         #: Decoding processes for the scan (None: the core's default).
         self.decode_workers: int | None = None
         self._cancelled = False
+        self._kinds: dict[str, str] = {}
+        self._counts = {"positive": 0, "negative": 0, "failed": 0}
+        self._pending_progress: tuple[int, int, float, float] | None = None
+        self._pending_rows: list[ScanResult] = []
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(PROGRESS_MS)
+        self._progress_timer.timeout.connect(self._show_progress)
 
         intro = QLabel(
             "Checks every PNG, JPEG and DICOM file in a folder and its sub-folders. "
@@ -425,8 +463,7 @@ class QtBatchWidget(QWidget):
         self.folder_edit.setText(folder)
         self.settings.set_last_folder("batch", folder)
         self.results_csv = results_csv_for(folder)
-        self.model.clear()
-        self.failed_list.clear()
+        self._reset_rows()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         if self.results_csv.is_file():
@@ -437,6 +474,7 @@ class QtBatchWidget(QWidget):
                 rows = []
             for r in rows:
                 self._add(r)
+            self._flush_rows()
             self.status.setText(
                 f"This folder was scanned before: {len(rows)} file(s) already checked. "
                 "Resume to check the remaining files, or Start scan to check all again."
@@ -468,8 +506,7 @@ class QtBatchWidget(QWidget):
             return
         assert self.results_csv is not None
         if not resume:
-            self.model.clear()
-            self.failed_list.clear()
+            self._reset_rows()
         self.model.positive_class = bundle.card.positive_class
         self.scan_bundle, self.scan_operating_point = bundle, op
         self.cancel_token = CancelToken()
@@ -498,13 +535,29 @@ class QtBatchWidget(QWidget):
             self.cancel_button.setEnabled(False)
 
     def _on_progress(self, values: tuple[int, int, float, float]) -> None:
+        # Coalesced: the display is refreshed at most every PROGRESS_MS (see _show_progress).
+        self._pending_progress = values
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    def _show_progress(self) -> None:
+        self._flush_rows()
+        values, self._pending_progress = self._pending_progress, None
+        if values is None:
+            return
         done, total, rate, eta = values
+        # QProgressBar.setValue repaints synchronously; with updates off it only schedules a paint.
+        self.progress.setUpdatesEnabled(False)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
+        self.progress.setUpdatesEnabled(True)
+        self.progress.update()
         rate_text = f"{rate:.1f} images/s" if rate > 0 else "starting..."
         self.status.setText(f"Checked {done} of {total} files - {rate_text} - {_fmt_duration(eta)}")
 
     def _on_finished(self) -> None:
+        self._progress_timer.stop()
+        self._show_progress()
         n = len(self.model.rows)
         failed = sum(not r.ok for r in self.model.rows)
         where = f" Results are kept in {self.results_csv}." if self.results_csv else ""
@@ -522,18 +575,49 @@ class QtBatchWidget(QWidget):
         self.scan_finished.emit(n)
 
     def _add(self, result: ScanResult) -> None:
-        self.model.add(result)
-        if not result.ok:
-            self.failed_list.addItem(f"{result.relpath or result.path}: {_reason(result)}")
+        """A result from the scan: counted now, shown in the table with the next refresh."""
+        key = result.relpath or result.path
+        previous = self._kinds.get(key)
+        if previous is not None:
+            self._counts[previous] -= 1
+        kind = "failed" if not result.ok else ("positive" if result.label == self.model.positive_class else "negative")
+        self._kinds[key] = kind
+        self._counts[kind] += 1
+        self._pending_rows.append(result)
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    def _flush_rows(self) -> None:
+        """Put the buffered results in the table (one insertion per refresh keeps painting cheap)."""
+        rows, self._pending_rows = self._pending_rows, []
+        if not rows:
+            return
+        self.model.add_many(rows)
+        for result in rows:
+            if not result.ok:
+                self.failed_list.addItem(f"{result.relpath or result.path}: {_reason(result)}")
         self._update_counts()
 
+    @property
+    def results(self) -> list[ScanResult]:
+        """Every result so far (the table plus those waiting for the next refresh)."""
+        return [*self.model.rows, *self._pending_rows]
+
+    def _reset_rows(self) -> None:
+        self._pending_rows = []
+        self.model.clear()
+        self.failed_list.clear()
+        self._kinds.clear()
+        self._counts = {"positive": 0, "negative": 0, "failed": 0}
+
     def _update_counts(self) -> None:
-        rows = self.model.rows
-        pos = sum(r.ok and r.label == self.model.positive_class for r in rows)
-        neg = sum(r.ok and r.label != self.model.positive_class for r in rows)
-        failed = sum(not r.ok for r in rows)
-        self.counts.setText(f"{len(rows)} files: {pos} positive, {neg} negative, {failed} could not be read")
-        self._update_buttons()
+        c = self._counts
+        total = c["positive"] + c["negative"] + c["failed"]
+        self.counts.setText(
+            f"{total} files: {c['positive']} positive, {c['negative']} negative, {c['failed']} could not be read"
+        )
+        if total <= 1:
+            self._update_buttons()
 
     def _update_buttons(self) -> None:
         running = self.is_running()
