@@ -296,3 +296,31 @@ def test_budgets_are_measured_and_recorded(work: Path) -> None:
     assert (out / "frozen.md").is_file()
     print(json.dumps({k: doc[k] for k in ("bundle_size_mb", "first_prediction_s",
                                           "gui_window_shown_s")}), file=sys.stderr)
+
+
+@pytest.mark.skipif(IS_WIN or shutil.which("Xvfb") is None,
+                    reason="needs Xvfb (apt install xvfb) to run the real X11 (xcb) platform plugin")
+def test_gui_on_a_real_x_server(env: dict[str, str], work: Path) -> None:
+    """The xcb plugin and the system libraries it needs load: the window a Linux user sees."""
+    import subprocess
+
+    read_fd, write_fd = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as fh:
+            display = fh.readline().strip()
+        assert display, "Xvfb did not start"
+        xenv = dict(env, QT_QPA_PLATFORM="xcb", DISPLAY=f":{display}")
+        sample = next(p for p in sample_files() if p.suffix == ".png")
+        shot = work / "gui-x11.png"
+        record = gui_probe(GUI, [sample], xenv, work, screenshot=shot)
+        assert record["returncode"] == 0, record
+        assert "s_first_idle" in record, f"the main window was never shown on X11: {record}"
+        assert shot.stat().st_size > 10_000
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=10)
