@@ -355,8 +355,11 @@ def _patient_section(ctx: _Ctx, p: _Patient, *, anonymize: bool) -> list[Flowabl
         ("Modality / view", p.modality_view),
         ("Image file", p.file),
     ]
-    return [para(title, st.h2), _kv_table(ctx, rows), Spacer(1, 1 * mm),
-            para(f"Image sha256 (first 16 hex): {p.image_sha}", st.tiny)]
+    note = f"Image sha256 (first 16 hex): {p.image_sha}"
+    if anonymize:
+        note += (". Anonymisation covers the text and metadata of this report, not text burned into "
+                 "the image pixels: check the images before sending.")
+    return [para(title, st.h2), _kv_table(ctx, rows), Spacer(1, 1 * mm), para(note, st.tiny)]
 
 
 def _images_section(ctx: _Ctx, xray: XRay, heatmap: Any, *, window: Window | None, max_h: float,
@@ -872,6 +875,14 @@ def write_batch_report(
             st.small,
         )
     )
+    if anonymize:
+        story.append(
+            para(
+                "Anonymised: patient IDs and file names are pseudonyms (ANON-...), the folder is withheld. "
+                "Anonymisation covers text and metadata, not text burned into the image pixels.",
+                st.small,
+            )
+        )
     rows = _batch_rows(ok, anonymize=anonymize, ctx=ctx)
     story.append(para(f"Results ({len(rows)} images)", st.h2))
     if rows:
