@@ -718,9 +718,27 @@ class _ThreadPool:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def available_cpus() -> int:
+    """Cores this process may run on (affinity and container limits aside from cgroups)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def default_workers() -> int:
-    """Decoding processes: the cores not busy with inference, at least one, at most four."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    """Decoding processes: half the cores (at least one, at most four); inference gets the rest.
+
+    On a 2-core clinic PC: one process decodes the next images while ONNX
+    Runtime runs the current batch on the other core (see :func:`inference_threads`).
+    """
+    return max(1, min(4, available_cpus() // 2))
+
+
+def inference_threads(workers: int | None = None) -> int:
+    """ONNX Runtime threads for a scan: the cores the decoding processes leave (1 to 4)."""
+    w = default_workers() if workers is None else workers
+    return max(1, min(4, available_cpus() - w))
 
 
 # --------------------------------------------------------------------------
@@ -1037,7 +1055,9 @@ __all__ = [
     "ResultsWriter",
     "ScanResult",
     "ScanStats",
+    "available_cpus",
     "default_workers",
+    "inference_threads",
     "list_files",
     "mark_output_folder",
     "read_results",

@@ -33,19 +33,19 @@ class LoadedModel:
         return str(self.bundle.card.sha256)
 
 
-def load_model(name: str | None, operating_point: str | None) -> LoadedModel:
+def load_model(name: str | None, operating_point: str | None, *, threads: int | None = None) -> LoadedModel:
     """The bundle ``name`` (default bundle when None) and its predictor.
 
     Raises :class:`~desktop.core.errors.ModelError` subclasses (exit code 2)
     for an unknown or broken bundle and an unknown operating point, before
-    any file is touched.
+    any file is touched. ``threads``: ONNX Runtime intra-op threads (its default when None).
     """
     from desktop.core.bundle import get_bundle
     from desktop.core.inference import Predictor
 
     bundle = get_bundle(name)
     op = bundle.card.operating_point(operating_point)
-    predictor = Predictor(bundle)
+    predictor = Predictor(bundle, threads=threads)
     return LoadedModel(bundle, predictor, op.name, float(op.threshold))
 
 

@@ -12,7 +12,7 @@ Exit code 0 if every file was screened, 1 if any failed (its line says why),
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,6 +37,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    # Decode the next file in a thread while the model loads / the previous file runs
+    # (image decoding and ONNX Runtime both release the GIL): a faster first line.
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxr-read")
+    pending: dict[int, Future[Any]] = {0: reader.submit(_load, args.files[0])}
+    try:
+        return _run(args, reader, pending)
+    finally:
+        reader.shutdown(wait=False, cancel_futures=True)
+
+
+def _load(file: str) -> Any:
+    """An XRay, or the CXRError that loading raised."""
+    from desktop.core.errors import CXRError
+    from desktop.core.imaging import load_xray
+
+    try:
+        return load_xray(file)
+    except CXRError as exc:
+        return exc
+
+
+def _run(args: argparse.Namespace, reader: Any, pending: dict[int, Any]) -> int:
     import json
     import sys
     from pathlib import Path
@@ -44,9 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from desktop.core.audit import AuditLog
     from desktop.core.commands._model import load_model, prediction_fields
     from desktop.core.errors import CXRError, OutputError
-    from desktop.core.imaging import load_xray
 
-    loaded = load_model(args.model, args.operating_point)  # usage errors (exit 2) before any work
+    loaded = load_model(args.model, args.operating_point)  # usage errors (exit 2) before any output
     heat_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
     targets: dict[int, Path] = {}
     if heat_dir is not None:
@@ -68,8 +91,12 @@ def run(args: argparse.Namespace) -> int:
                 "error": None,
             }
             sha = None
+            if i + 1 < len(args.files):
+                pending[i + 1] = reader.submit(_load, args.files[i + 1])
             try:
-                xray = load_xray(file)
+                xray = pending.pop(i).result()
+                if isinstance(xray, CXRError):
+                    raise xray
                 sha = xray.sha256
                 if heat_dir is not None:
                     pred, heatmap = loaded.predictor.explain(xray, operating_point=loaded.operating_point)

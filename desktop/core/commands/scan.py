@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--report-pages", action="store_true", help="add one page per study (with heatmap) to --report")
     p.add_argument("--anonymize", action="store_true", help="pseudonymise patient data in the --report PDF")
     p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: cores - 1, at least 1)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="ONNX Runtime threads (default: the cores the decoding processes leave)")
     p.add_argument("--decode-timeout", type=float, default=None, metavar="S",
                    help="give up on a file that takes longer than S seconds to decode (default: 60)")
     p.add_argument("--operator", help="operator recorded in the audit log (default: $CXR_SCREENER_OPERATOR or login)")
@@ -63,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
         _err("cxr-screener scan: --workers must be 0 or more")
         return 2
+    if args.threads is not None and args.threads < 1:
+        _err("cxr-screener scan: --threads must be 1 or more")
+        return 2
     out = Path(args.out) if args.out else default_out_dir(folder)
     results_csv = out / batch.RESULTS_NAME
     if results_csv.exists() and not (args.resume or args.overwrite):
@@ -73,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         if check_writable_report.parent and not check_writable_report.parent.exists():
             check_writable_report.parent.mkdir(parents=True, exist_ok=True)
         check_writable(check_writable_report, overwrite=args.overwrite)
-    loaded = load_model(args.model, args.operating_point)  # exit 2 on unknown model / operating point
+    workers = batch.default_workers() if args.workers is None else args.workers
+    threads = args.threads or batch.inference_threads(workers)
+    # exit 2 on an unknown model / operating point, before any output
+    loaded = load_model(args.model, args.operating_point, threads=threads)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             heatmap_dir=out / "heatmaps" if args.heatmaps else None,
             progress=bar.update,
-            workers=args.workers,
+            workers=workers,
             audit=audit,
             stats=stats,
             **kwargs,
