@@ -57,7 +57,7 @@ def _setup_logging() -> Path | None:
 def _icon_path() -> Path | None:
     from desktop.core.paths import assets_dir
 
-    for name in ("cxr-screener.svg", "cxr-screener-256.png", "cxr-screener.png"):
+    for name in ("cxr-screener-256.png", "cxr-screener.png", "cxr-screener.svg"):
         path = assets_dir() / "icons" / name
         if path.is_file():
             return path
