@@ -282,7 +282,7 @@ def test_discovery_skips_broken_bundles_and_reports_them(isolated_models: tuple[
     assert get_bundle().name == "tiny-mobilenet"
     with pytest.raises(BundleIntegrityError, match="sha256 mismatch"):
         get_bundle("retrained")
-    with pytest.raises(BundleNotFoundError, match="no model bundle named 'vgg'.*available: tiny-mobilenet"):
+    with pytest.raises(BundleNotFoundError, match=r"^vgg: no model bundle with this name \(available: retrained, tiny-mobilenet\)"):
         get_bundle("vgg")
 
 
@@ -308,3 +308,18 @@ def test_user_bundle_cannot_shadow_a_bundled_one(isolated_models: tuple[Path, Pa
     assert [b.origin for b in found.bundles] == ["bundled"]
     assert len(found.problems) == 1
     assert "already loaded" in str(found.problems[0])
+
+
+def test_damaged_default_is_reported_not_silently_replaced(isolated_models: tuple[Path, Path]) -> None:
+    bundled, user = isolated_models
+    default = copy_tiny_bundle(bundled)
+    other = copy_tiny_bundle(user, "other")
+    data = _card(other)
+    data["name"], data["default"] = "other", False
+    _write_card(other, data)
+    with open(default / "head.npz", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(BundleIntegrityError, match="head.npz: sha256 mismatch"):
+        get_bundle()
+    assert get_bundle("other").name == "other"
+    assert [b.name for b in discover_bundles().bundles] == ["other"]

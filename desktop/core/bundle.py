@@ -637,8 +637,13 @@ def model_dirs() -> list[tuple[Path, str]]:
     return [(bundled_models_dir(), "bundled"), (user_models_dir(), "user")]
 
 
-def discover_bundles(dirs: Sequence[tuple[Path, str]] | None = None) -> BundleDiscovery:
+def discover_bundles(dirs: Sequence[tuple[Path, str]] | None = None, *, verify: bool = True) -> BundleDiscovery:
     """Every bundle in the bundled and user models folders, and the problems found.
+
+    ``verify=True`` checks every file's sha256 (``cxr-screener models``,
+    ``selftest``, the GUI's model list); ``verify=False`` only reads and
+    validates the cards (fast: what :func:`get_bundle` uses to choose, before
+    verifying the chosen bundle).
 
     A broken bundle (bad card, tampered file) is reported in ``problems`` and
     skipped: it never stops the others. A user bundle with the name of a
@@ -659,7 +664,7 @@ def discover_bundles(dirs: Sequence[tuple[Path, str]] | None = None) -> BundleDi
             if not (folder / CARD_FILE).exists():
                 continue  # not a bundle (e.g. an unrelated folder)
             try:
-                bundle = load_bundle(folder, origin=origin)
+                bundle = load_bundle(folder, origin=origin, verify=verify)
             except ModelError as exc:
                 log.warning("model bundle skipped: %s", exc)
                 problems.append(exc)
@@ -678,15 +683,23 @@ def discover_bundles(dirs: Sequence[tuple[Path, str]] | None = None) -> BundleDi
     return BundleDiscovery(sorted(bundles.values(), key=lambda b: b.name), problems)
 
 
-def get_bundle(name: str | None = None, discovery: BundleDiscovery | None = None) -> Bundle:
-    """The bundle called ``name`` (card name or folder name), or the default one.
+def get_bundle(name: str | None = None, discovery: BundleDiscovery | None = None, *, verify: bool = True) -> Bundle:
+    """The bundle called ``name`` (card name or folder name), or the default one, verified.
 
     With ``name=None``: the bundle whose card says ``"default": true``
-    (bundled before user), else the first by name. Raises
-    :class:`BundleNotFoundError` (listing what is available), or the error
-    that made the requested bundle unusable.
+    (bundled before user), else the first by name. Only the chosen bundle's
+    files are hashed (``verify``): a damaged default model is reported, never
+    silently replaced by another. Raises :class:`BundleNotFoundError`
+    (listing what is available), :class:`BundleIntegrityError` or
+    :class:`ModelCardError` for the requested bundle.
     """
-    found = discovery if discovery is not None else discover_bundles()
+    chosen = _choose(name, discovery if discovery is not None else discover_bundles(verify=False))
+    if not verify:
+        return chosen
+    return load_bundle(chosen.path, origin=chosen.origin, verify=True)
+
+
+def _choose(name: str | None, found: BundleDiscovery) -> Bundle:
     bundles = found.bundles
     if name is None:
         defaults = [b for b in bundles if b.card.default]
@@ -698,7 +711,9 @@ def get_bundle(name: str | None = None, discovery: BundleDiscovery | None = None
         where = ", ".join(str(d) for d, _ in model_dirs())
         if found.problems:
             raise found.problems[0]
-        raise BundleNotFoundError(None, f"no model bundles found (searched {where})", "install or export a model")
+        raise BundleNotFoundError(
+            bundled_models_dir(), f"no model bundles found (searched {where})", "install or export a model"
+        )
     for b in bundles:
         if b.name == name:
             return b
@@ -709,7 +724,7 @@ def get_bundle(name: str | None = None, discovery: BundleDiscovery | None = None
         if problem.path and name in Path(problem.path).parts:
             raise problem
     available = ", ".join(b.name for b in bundles) or "none"
-    raise BundleNotFoundError(None, f"no model bundle named {name!r}", f"available: {available}")
+    raise BundleNotFoundError(name, "no model bundle with this name", f"available: {available}")
 
 
 # --------------------------------------------------------------------------
