@@ -183,6 +183,9 @@ class _Converter:
                     f"layer {layer.name!r} is a nested model ({cls}); build one flat functional model "
                     "(keras.Model(base.input, head(base.get_layer(cut).output)))"
                 )
+            missing = [t for t in node.input_tensors if id(t) not in self.tensors]
+            if missing:
+                raise ExportError(f"layer {layer.name!r}: an input comes from outside the model or out of order")
             ins = [self.tensors[id(t)] for t in node.input_tensors]
             outs = node.output_tensors
             if len(outs) != 1:
