@@ -160,6 +160,18 @@ def test_explain_shares_the_prediction_and_computes_gradcam(predictor: Predictor
         assert heat.cam.min() >= 0.0
 
 
+def test_explain_other_class(predictor: Predictor) -> None:
+    x = predictor.preprocess(_xray(4))
+    _, heat = predictor.explain_input(x, class_name="normal")
+    assert heat.class_name == "normal"
+    feats, _ = predictor.forward_raw(x)
+    cache = head_forward(feats, predictor.head, predictor.head_weights)
+    cams, _ = gradcam(feats, head_logit_grad(cache, predictor.head, predictor.head_weights, 1))
+    np.testing.assert_allclose(heat.cam, cams[0], atol=1e-6)
+    with pytest.raises(ModelError, match="no class 'pneumonia'"):
+        predictor.explain_input(x, class_name="pneumonia")
+
+
 def test_explain_refuses_a_batch(predictor: Predictor) -> None:
     with pytest.raises(ModelInputError, match="one image"):
         predictor.explain_input(np.zeros((2, 128, 128, 3), np.float32))

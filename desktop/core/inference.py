@@ -325,37 +325,54 @@ class Predictor:
         return out
 
     def explain_input(
-        self, x: np.ndarray, operating_point: str | OperatingPoint | None = None
+        self,
+        x: np.ndarray,
+        operating_point: str | OperatingPoint | None = None,
+        *,
+        class_name: str | None = None,
     ) -> tuple[Prediction, Heatmap]:
-        """Prediction and Grad-CAM of the positive class for one preprocessed input (H, W, C)."""
+        """Prediction and Grad-CAM for one preprocessed input (H, W, C).
+
+        The map explains ``class_name`` (default: the positive class, "covid").
+        """
         op = self.operating_point(operating_point)
+        target = self.card.positive_class if class_name is None else class_name
+        if target not in self.class_names:
+            raise ModelError(self.bundle.path, f"no class {target!r} in model {self.name!r}", f"classes: {', '.join(self.class_names)}")
         arr = self._check_batch(x)
         if arr.shape[0] != 1:
             raise ModelInputError("model input", f"explain takes one image. Received: a batch of {arr.shape[0]}")
         feats, probs = self.session.run(["features", "probs"], {"input": arr})
         cache = head_forward(feats, self.head, self.head_weights)
-        grads = head_logit_grad(cache, self.head, self.head_weights, self.positive_index)
+        grads = head_logit_grad(cache, self.head, self.head_weights, self.class_names.index(target))
         cams, raw_max = gradcam(feats, grads)
         heat = Heatmap(
             cam=cams[0],
             raw_max=float(raw_max[0]),
-            class_name=self.card.positive_class,
+            class_name=target,
             layer=self.card.gradcam_layer,
             spec=self.spec,
         )
         return self._prediction(probs[0], op), heat
 
     def explain(
-        self, xray: XRay | np.ndarray, operating_point: str | OperatingPoint | None = None
+        self,
+        xray: XRay | np.ndarray,
+        operating_point: str | OperatingPoint | None = None,
+        *,
+        class_name: str | None = None,
     ) -> tuple[Prediction, Heatmap]:
-        """Prediction and Grad-CAM heatmap for one X-ray: one ONNX Runtime run plus numpy."""
+        """Prediction and Grad-CAM heatmap for one X-ray: one ONNX Runtime run plus numpy.
+
+        The map explains ``class_name`` (default: the positive class, "covid").
+        """
         if isinstance(xray, XRay):
             x = self.preprocess(xray)
         else:
             a = np.asarray(xray)
             x = self.preprocess(a) if a.ndim == 2 else a
         try:
-            return self.explain_input(x, operating_point)
+            return self.explain_input(x, operating_point, class_name=class_name)
         except ModelInputError as exc:
             if isinstance(xray, XRay) and exc.path == "model input":
                 raise ModelInputError(xray.source, exc.reason, exc.hint) from exc
