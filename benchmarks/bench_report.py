@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,75 +96,45 @@ def _bundle() -> tuple[object, bool]:
     return FakeBundle(), False
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=500, help="images in the batch report (default 500)")
-    ap.add_argument("--study-pages", type=int, default=20, help="images in the batch report with study pages")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for report.json / report.md")
-    args = ap.parse_args(argv)
+def _stage(stage: str, n: int) -> dict[str, object]:
+    """One measurement in this (fresh) process: its peak RSS is the stage's own."""
+    from pypdf import PdfReader
 
     from desktop.core.imaging import load_xray
     from desktop.core.report import ReportInfo, write_batch_report, write_study_report
     from tests.report_helpers import FakeHeatmap, FakePrediction
 
     bundle, real_model = _bundle()
-    figures: dict[str, object] = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "command": "python benchmarks/bench_report.py " + " ".join(argv or sys.argv[1:]),
-    }
     rss0 = _rss_mib()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        folder, files, source = _images(args.n, tmp)
-        figures["images"] = source
+        folder, files, source = _images(n, tmp)
         results = _results(files, folder)
         started = dt.datetime.now().astimezone()
-
-        t0 = time.perf_counter()
-        out = write_batch_report(tmp / "batch.pdf", results, folder=folder, bundle=bundle,
-                                 operating_point=None, started=started, info=ReportInfo(clinic_name="Bench"))
-        t_batch = time.perf_counter() - t0
-        rss_batch = _rss_mib()
-        from pypdf import PdfReader
-
-        pages = len(PdfReader(str(out)).pages)
-        figures["batch"] = {
-            "images": len(results),
-            "failed": sum(r.status != "ok" for r in results),
-            "seconds": round(t_batch, 2),
-            "ms_per_image": round(1000 * t_batch / len(results), 1),
-            "pdf_mib": round(out.stat().st_size / 2**20, 2),
-            "pages": pages,
-            "peak_rss_mib": round(rss_batch, 1),
-            "rss_before_mib": round(rss0, 1),
-        }
-        print(f"batch report, {len(results)} images: {t_batch:.1f} s, {pages} pages, "
-              f"{out.stat().st_size / 2**20:.1f} MiB, peak RSS {rss_batch:.0f} MiB")
-
-        # batch with one single-study page per image (Grad-CAM recomputed per image)
-        n_pages = min(args.study_pages, len(results))
-        if n_pages and real_model:
+        if stage in ("batch", "pages"):
+            if stage == "pages" and not real_model:
+                return {"skipped": "no test bundle for a real Predictor"}
             t0 = time.perf_counter()
-            out2 = write_batch_report(tmp / "pages.pdf", results[:n_pages], folder=folder, bundle=bundle,
-                                      operating_point=None, started=started, study_pages=True)
-            t_pages = time.perf_counter() - t0
-            figures["batch_with_study_pages"] = {
-                "images": n_pages,
-                "seconds": round(t_pages, 2),
-                "ms_per_image": round(1000 * t_pages / n_pages, 1),
-                "pdf_mib": round(out2.stat().st_size / 2**20, 2),
-                "pages": len(PdfReader(str(out2)).pages),
-                "model": "tiny test bundle (64x64 MobileNet, random weights)",
+            out = write_batch_report(tmp / "b.pdf", results, folder=folder, bundle=bundle, operating_point=None,
+                                     started=started, info=ReportInfo(clinic_name="Bench"),
+                                     study_pages=stage == "pages")
+            seconds = time.perf_counter() - t0
+            res: dict[str, object] = {
+                "images": len(results),
+                "failed": sum(r.status != "ok" for r in results),
+                "seconds": round(seconds, 2),
+                "ms_per_image": round(1000 * seconds / len(results), 1),
+                "pdf_mib": round(out.stat().st_size / 2**20, 2),
+                "pages": len(PdfReader(str(out)).pages),
+                "peak_rss_mib": round(_rss_mib(), 1),
+                "rss_after_imports_mib": round(rss0, 1),
+                "source": source,
             }
-            print(f"batch report with study pages, {n_pages} images: {t_pages:.1f} s")
-
-        # single-study reports
-        ok_files = [Path(r.path) for r in results if r.status == "ok"][:10]
-        times = []
-        sizes = []
-        for i, path in enumerate(ok_files):
+            if stage == "pages":
+                res["model"] = "tiny test bundle (64x64 MobileNet, random weights): Grad-CAM per page"
+            return res
+        times, sizes = [], []
+        for i, path in enumerate([Path(r.path) for r in results if r.status == "ok"][:n]):
             xray = load_xray(path)
             t0 = time.perf_counter()
             rep = write_study_report(tmp / f"s{i}.pdf", xray, FakePrediction(), FakeHeatmap(), bundle,
@@ -171,24 +142,59 @@ def main(argv: list[str] | None = None) -> int:
             times.append(time.perf_counter() - t0)
             sizes.append(rep.stat().st_size)
         times.sort()
-        figures["study"] = {
+        return {
             "reports": len(times),
             "median_seconds": round(times[len(times) // 2], 3),
             "max_seconds": round(times[-1], 3),
             "median_kib": round(sorted(sizes)[len(sizes) // 2] / 1024, 1),
-            "note": "first report includes font registration; images are the decoded X-rays",
+            "peak_rss_mib": round(_rss_mib(), 1),
+            "note": "the first report includes font registration",
         }
-        print(f"single-study report: median {times[len(times) // 2]:.2f} s, {sorted(sizes)[len(sizes) // 2] / 1024:.0f} KiB")
+
+
+def _run_stage(stage: str, n: int) -> dict[str, object]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--stage", stage, "--n", str(n)]
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=500, help="images in the batch report (default 500)")
+    ap.add_argument("--study-pages", type=int, default=100, help="images in the batch report with study pages")
+    ap.add_argument("--studies", type=int, default=10, help="single-study reports timed")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for report.json / report.md")
+    ap.add_argument("--stage", choices=("batch", "pages", "study"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.stage:
+        print(json.dumps(_stage(args.stage, args.n)))
+        return 0
+
+    figures: dict[str, object] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "command": "python benchmarks/bench_report.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "note": "each measurement runs in a fresh process; peak_rss_mib is that process's peak resident memory",
+    }
+    b = figures["batch"] = _run_stage("batch", args.n)
+    print(f"batch report, {b['images']} images: {b['seconds']} s, {b['pages']} pages, {b['pdf_mib']} MiB, "
+          f"peak RSS {b['peak_rss_mib']} MiB")
+    if args.study_pages:
+        sp = figures["batch_with_study_pages"] = _run_stage("pages", args.study_pages)
+        if "seconds" in sp:
+            print(f"batch report with study pages, {sp['images']} images: {sp['seconds']} s, {sp['pages']} pages, "
+                  f"{sp['pdf_mib']} MiB, peak RSS {sp['peak_rss_mib']} MiB")
+    s = figures["study"] = _run_stage("study", args.studies)
+    print(f"single-study report: median {s['median_seconds']} s, {s['median_kib']} KiB")
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(figures, indent=2) + "\n")
-    b = figures["batch"]
-    assert isinstance(b, dict)
     lines = [
         "# PDF report benchmark",
         "",
         f"`{figures['command']}` on {figures['machine']}, Python {figures['python']}, {figures['date']}.",
-        f"Images: {figures['images']}.",
+        f"Images: {b['source']}. Each row runs in a fresh process (peak RSS is its own).",
         "",
         "| report | images | time | per image | PDF | pages | peak RSS |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -196,13 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         f"| {b['pdf_mib']} MiB | {b['pages']} | {b['peak_rss_mib']} MiB |",
     ]
     sp = figures.get("batch_with_study_pages")
-    if isinstance(sp, dict):
-        lines.append(f"| batch + one study page per image | {sp['images']} | {sp['seconds']} s | "
-                     f"{sp['ms_per_image']} ms | {sp['pdf_mib']} MiB | {sp['pages']} | |")
-    s = figures["study"]
-    assert isinstance(s, dict)
+    if isinstance(sp, dict) and "seconds" in sp:
+        lines.append(f"| batch + one study page per image (Grad-CAM each) | {sp['images']} | {sp['seconds']} s | "
+                     f"{sp['ms_per_image']} ms | {sp['pdf_mib']} MiB | {sp['pages']} | {sp['peak_rss_mib']} MiB |")
     lines.append(f"| single study | 1 | {s['median_seconds']} s (median of {s['reports']}) | | "
-                 f"{s['median_kib']} KiB | 2 | |")
+                 f"{s['median_kib']} KiB | 2 | {s['peak_rss_mib']} MiB |")
     (args.out / "report.md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -176,3 +176,32 @@ def test_batch_failure_leaves_no_file(tmp_path: Path, scan, monkeypatch: pytest.
     with pytest.raises(OutputError, match="nothing was written"):
         _write(tmp_path, scan)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_study_page_for_a_vanished_file_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file removed between the scan and the report: its row has no thumbnail, its page says why."""
+    from desktop.core import inference
+    from tests.report_helpers import FakeHeatmap, FakePrediction
+
+    made = []
+
+    class StubPredictor:
+        def __init__(self, bundle) -> None:
+            pass
+
+        def explain(self, xray, operating_point=None):
+            made.append(xray.name)
+            return FakePrediction(), FakeHeatmap()
+
+    monkeypatch.setattr(inference, "Predictor", StubPredictor)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    keep = _ok(write_png(folder / "keep.png"), 0.8, folder)
+    gone = _ok(write_png(folder / "gone.png"), 0.6, folder)
+    (folder / "gone.png").unlink()
+    out = write_batch_report(tmp_path / "b.pdf", [keep, gone], folder=folder, bundle=FakeBundle(),
+                             operating_point="balanced", started=STARTED, study_pages=True)
+    text = flat(pdf_text(out))
+    assert "Study page for gone.png could not be made: file not found" in text
+    assert made == ["keep.png"]
+    assert len(placed_images(out)) == 1 + 2  # one thumbnail, one study page's two images

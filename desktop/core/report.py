@@ -18,6 +18,7 @@ metadata (see :mod:`desktop.core.phi`).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import logging
 import os
@@ -62,6 +63,7 @@ from .report_pdf import (
     RULE,
     SHADE,
     ColourBar,
+    Deferred,
     Footer,
     ImageBox,
     ProbabilityBar,
@@ -928,25 +930,34 @@ def _reason_without_path(reason: str, path: str, rel: str = "") -> str:
 
 def _study_pages(ctx: _Ctx, rows: list[_Row], info: ReportInfo, *, operating_point: str | None,
                  anonymize: bool, when: _dt.datetime, report_id: str) -> list[Flowable]:
-    """One compact single-study page per image (decoded and explained one at a time)."""
-    from .imaging import load_xray
+    """One compact single-study page per image, each made only when the layout reaches it."""
     from .inference import Predictor
 
     predictor = Predictor(ctx.bundle)
     out: list[Flowable] = []
     for i, row in enumerate(rows, start=1):
-        try:
-            xray = load_xray(row.path)
-            prediction, heatmap = predictor.explain(xray, operating_point)
-        except CXRError as exc:
-            log.warning("study page skipped: %s", exc)
-            continue
         out.append(PageBreak())
-        out.extend(
-            _study_flowables(ctx, xray, prediction, heatmap, info, anonymize=anonymize, when=when,
-                             report_id=f"{report_id}-{i}", window=None, compact=True)
-        )
+        out.append(Deferred(functools.partial(
+            _study_page, ctx, predictor, row, info, operating_point=operating_point, anonymize=anonymize,
+            when=when, report_id=f"{report_id}-{i}",
+        )))
     return out
+
+
+def _study_page(ctx: _Ctx, predictor: Any, row: _Row, info: ReportInfo, *, operating_point: str | None,
+                anonymize: bool, when: _dt.datetime, report_id: str) -> list[Flowable]:
+    from .imaging import load_xray
+
+    try:
+        xray = load_xray(row.path)
+        prediction, heatmap = predictor.explain(xray, operating_point)
+    except CXRError as exc:
+        log.warning("study page not made: %s", exc)
+        name = row.file if anonymize else (row.relpath or Path(row.path).name)
+        reason = _reason_without_path(exc.reason, row.path, row.relpath)
+        return [para(f"Study page for {name} could not be made: {reason}", ctx.st.body)]
+    return _study_flowables(ctx, xray, prediction, heatmap, info, anonymize=anonymize, when=when,
+                            report_id=report_id, window=None, compact=True)
 
 
 __all__ = [

@@ -268,6 +268,33 @@ class ReportDoc(BaseDocTemplate):
     def build_story(self, story: list[Flowable]) -> None:
         self.build(story, canvasmaker=_numbered_canvas_class(self._footer))
 
+    def filterFlowables(self, flowables: list[Flowable]) -> None:  # noqa: N802 (reportlab API)
+        """Expand :class:`Deferred` placeholders just before they are laid out."""
+        while flowables and isinstance(flowables[0], Deferred):
+            flowables[0:1] = flowables[0].make()
+
+
+class Deferred(Flowable):
+    """A placeholder that becomes flowables only when the layout reaches it.
+
+    A batch report with one study page per image makes each page's images
+    (decode, Grad-CAM, JPEG) just before placing them, so memory holds the PDF
+    being written plus one study, not every study's pictures at once.
+    """
+
+    def __init__(self, make: Callable[[], list[Flowable]]) -> None:
+        super().__init__()
+        self._make = make
+
+    def make(self) -> list[Flowable]:
+        return list(self._make())
+
+    def wrap(self, aw: float, ah: float) -> tuple[float, float]:
+        return 0.0, 0.0
+
+    def draw(self) -> None:  # never reached: the document expands it first
+        return None
+
 
 # --------------------------------------------------------------------------
 # Flowables
@@ -413,6 +440,7 @@ __all__ = [
     "FONT",
     "FONT_BOLD",
     "ColourBar",
+    "Deferred",
     "Footer",
     "ImageBox",
     "ProbabilityBar",
