@@ -32,7 +32,7 @@ def test_open_png_and_dicom_show_result_and_heatmap(qtbot, main_window, sample_p
     assert 0.0 <= pred.p_covid <= 1.0
     assert pred.model == "tiny-mobilenet"
     assert w.view.heatmap_shown()
-    assert "p(COVID-19)" in w.panel.probability.text()
+    assert "probability of COVID-19" in w.panel.probability.text()
     assert w.panel.decision.text().startswith(("COVID-19 pattern", "No COVID-19 pattern"))
     assert w.act_report.isEnabled()
     assert w.file_list.count() == 2

@@ -70,8 +70,8 @@ def test_worker_quit_stops_between_items_and_closes_the_generator(qtbot):
     def work():
         try:
             for i in range(1000):
-                release.wait(5)
                 yield i
+                release.wait(5)
         finally:
             closed.set()
 
@@ -80,6 +80,7 @@ def test_worker_quit_stops_between_items_and_closes_the_generator(qtbot):
     worker.signals.yielded.connect(got.append)
     with qtbot.waitSignal(worker.signals.aborted, timeout=10000):
         worker.start()
+        qtbot.waitUntil(lambda: len(got) >= 1, timeout=5000)
         worker.quit()
         release.set()
     assert closed.is_set()

@@ -58,7 +58,7 @@ from .qt_workers import REPORT_PROGRESS, QtWorker, create_worker
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("File", "Result", "p(COVID-19)", "Threshold", "Model", "Problem")
+COLUMNS = ("File", "Result", "COVID-19 probability", "Threshold", "Model", "Problem")
 FILTERS = (
     ("all", "All files"),
     ("positive", "Positive screens"),
@@ -390,7 +390,7 @@ class QtBatchWidget(QWidget):
         header.setStretchLastSection(True)
         header.resizeSection(0, 320)
         header.resizeSection(1, 140)
-        header.resizeSection(2, 100)
+        header.resizeSection(2, 150)
         header.resizeSection(3, 90)
         header.resizeSection(4, 170)
         self.table.setToolTip("Double-click (or Enter) to open the X-ray with its heatmap")
@@ -560,7 +560,8 @@ class QtBatchWidget(QWidget):
         self._show_progress()
         n = len(self.model.rows)
         failed = sum(not r.ok for r in self.model.rows)
-        where = f" Results are kept in {self.results_csv}." if self.results_csv else ""
+        where = " Results are saved automatically." if self.results_csv else ""
+        self.status.setToolTip(f"Saved results: {self.results_csv}" if self.results_csv else "")
         if self._cancelled:
             self.status.setText(
                 f"Cancelled: {n} file(s) checked so far ({failed} could not be read). "

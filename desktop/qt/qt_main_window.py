@@ -144,6 +144,10 @@ class QtMainWindow(QMainWindow):
         self.file_list.setToolTip("Images you opened; click one to show it")
         self.file_list.currentItemChanged.connect(self._on_file_selected)
         self.file_list.setMinimumWidth(150)
+        self.file_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.file_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.file_list.setWordWrap(False)
+        self.file_list.setUniformItemSizes(True)
         files_box = QWidget()
         fl = QVBoxLayout(files_box)
         fl.setContentsMargins(0, 0, 0, 0)
@@ -172,7 +176,7 @@ class QtMainWindow(QMainWindow):
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setStretchFactor(2, 0)
-        splitter.setSizes([180, 800, 380])
+        splitter.setSizes([210, 800, 390])
         self.splitter = splitter
 
         self.batch = QtBatchWidget(self.settings, self.errors, self._batch_model, self.predictors)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QPixmap
+from PySide6.QtGui import QDesktopServices, QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -49,7 +49,7 @@ from .qt_workers import QtWorker, create_worker
 
 log = logging.getLogger(__name__)
 
-PREVIEW_WIDTH_PX = 720
+PREVIEW_WIDTH_PX = 1100
 _PDFIUM_LOCK = threading.Lock()
 
 SEX_CHOICES = (("", "(not given)"), ("F", "Female"), ("M", "Male"), ("O", "Other"))
@@ -283,6 +283,9 @@ class QtReportDialog(QDialog):
         preview_scroll.setWidget(self.preview)
         preview_scroll.setWidgetResizable(True)
         preview_scroll.setMinimumWidth(520)
+        preview_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.preview_scroll = preview_scroll
+        self._preview_qimage: QImage | None = None
         self.preview_status = QLabel("")
         preview_box = QWidget()
         pl = QVBoxLayout(preview_box)
@@ -373,10 +376,24 @@ class QtReportDialog(QDialog):
             self.preview_ready.emit()
             return
         self.preview_image = rgb
-        self.preview.setPixmap(QPixmap.fromImage(rgb_to_qimage(rgb)))
-        self.preview.setMinimumSize(rgb.shape[1], rgb.shape[0])
+        self._preview_qimage = rgb_to_qimage(rgb)
+        self._fit_preview()
         self.preview_status.setText("Up to date")
         self.preview_ready.emit()
+
+    def _fit_preview(self) -> None:
+        """Show the page as wide as the preview area (scroll down for the rest of the page)."""
+        image = self._preview_qimage
+        if image is None:
+            return
+        width = max(self.preview_scroll.viewport().width() - 4, 200)
+        scaled = image.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
+        self.preview.setPixmap(QPixmap.fromImage(scaled))
+        self.preview.setMinimumSize(1, scaled.height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_preview()
 
     def _preview_failed(self, exc: BaseException) -> None:
         self.preview.setText(f"The preview could not be made:\n{exc}")

@@ -182,7 +182,9 @@ class QtResultPanel(QWidget):
         self.probability.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.model_used = QLabel("")
         self.model_used.setWordWrap(True)
-        self.model_used.setEnabled(False)
+        small = self.model_used.font()
+        small.setPointSizeF(small.pointSizeF() * 0.9)
+        self.model_used.setFont(small)
         self.report_button = QPushButton("Export PDF report...")
         self.report_button.setToolTip("Write a PDF report of this X-ray for the remote doctor (Ctrl+E)")
         self.report_button.setEnabled(False)
@@ -197,15 +199,20 @@ class QtResultPanel(QWidget):
         # --- model -------------------------------------------------------------
         model_box = QGroupBox("Model")
         mf = QFormLayout(model_box)
+        mf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("The AI model that reads the X-ray. The default one is marked.")
         self.model_combo.setAccessibleName("Model")
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(12)
         self.op_combo = QComboBox()
         self.op_combo.setToolTip(
             "How readily the model says COVID-19: a lower threshold finds more cases "
             "but raises more false alarms."
         )
         self.op_combo.setAccessibleName("Operating point")
+        self.op_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.op_combo.setMinimumContentsLength(12)
         self.op_text = QLabel("")
         self.op_text.setWordWrap(True)
         self.card_button = QPushButton("About this model...")
@@ -296,9 +303,9 @@ class QtResultPanel(QWidget):
             self.model_combo.clear()
             for b in bundles:
                 card = b.card
-                label = f"{card.name} {card.version} ({card.architecture})"
+                label = f"{card.name} {card.version}"
                 if card.default:
-                    label += " - default"
+                    label += " (default)"
                 self.model_combo.addItem(label, card.name)
                 self.model_combo.setItemData(
                     self.model_combo.count() - 1,
@@ -403,8 +410,9 @@ class QtResultPanel(QWidget):
         self.bar.set_values(prediction.p_covid, prediction.threshold, positive)
         op = prediction.operating_point.replace("_", " ")
         self.probability.setText(
-            f"p(COVID-19) = <b>{100 * prediction.p_covid:.1f}%</b>; "
-            f"threshold {100 * prediction.threshold:.1f}% (operating point: {op})"
+            f"Estimated probability of COVID-19: <b>{100 * prediction.p_covid:.1f}%</b>. "
+            f"Positive screen from {100 * prediction.threshold:.1f}% (dashed line; operating point "
+            f"<i>{op}</i>)."
         )
         self.model_used.setText(f"Model used: {prediction.model} {prediction.model_version}")
         self.report_button.setEnabled(True)
