@@ -96,4 +96,16 @@ def test_render_heatmap_png_with_the_default_model(
     assert img.mode == "RGB"
     assert img.size[1] == 240
     assert img.size[0] > 200
-    assert "matplotlib.pyplot" not in sys.modules  # never a GUI backend
+
+
+def test_overlay_never_imports_pyplot() -> None:
+    """Agg canvas only: pyplot (and its GUI backend selection) is never imported."""
+    import subprocess
+
+    code = (
+        "import sys, numpy as np\n"
+        "from desktop.core.overlay import colorbar_rgb, overlay_rgb\n"
+        "colorbar_rgb('jet', 100, 60); overlay_rgb(np.zeros((8, 8)), np.zeros((8, 8)))\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
