@@ -346,7 +346,54 @@ def valid_samples() -> dict[str, bytes]:
         ),
         "valid_j2k.dcm": dicom_bytes(img16, bits_stored=12, transfer_syntax="1.2.840.10008.1.2.4.90"),
         "valid_jls.dcm": dicom_bytes(img16, bits_stored=12, transfer_syntax="1.2.840.10008.1.2.4.80"),
+        "valid_jpeg.dcm": dicom_jpeg_baseline(img8),
+        **({"valid_jpll.dcm": jpll} if (jpll := dicom_jpeg_lossless(img16, 12)) else {}),
     }
+
+
+def dicom_jpeg_baseline(img8: np.ndarray) -> bytes:
+    """An 8-bit JPEG Baseline DICOM: Pillow's JPEG, encapsulated by pydicom."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    jpg = jpeg_bytes(img8, quality=90)
+
+    def edit(ds: object) -> None:
+        ds.PixelData = encapsulate([jpg])  # type: ignore[attr-defined]
+        ds["PixelData"].VR = "OB"  # type: ignore[index]
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit  # type: ignore[attr-defined]
+        ds.LossyImageCompression = "01"  # type: ignore[attr-defined]
+
+    return dicom_bytes(img8, extra=edit)
+
+
+def dicom_jpeg_lossless(stored: np.ndarray, bits: int) -> bytes | None:
+    """A JPEG Lossless SV1 DICOM transcoded by python-gdcm (None if gdcm is not installed)."""
+    try:
+        import gdcm  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "a.dcm"), os.path.join(tmp, "b.dcm")
+        Path(src).write_bytes(dicom_bytes(stored, bits_stored=bits))
+        reader = gdcm.ImageReader()
+        reader.SetFileName(src)
+        if not reader.Read():
+            return None
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        change.SetInput(reader.GetImage())
+        if not change.Change():
+            return None
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(dst)
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        if not writer.Write():
+            return None
+        return Path(dst).read_bytes()
 
 
 def _truncations(data: bytes, n: int) -> Iterable[int]:
@@ -569,3 +616,76 @@ __all__ = [
     "synthetic_chest",
     "valid_samples",
 ]
+
+
+# ---------------------------------------------------------------------------
+# Mutations (fuzzing): shared by tests/test_fuzz_loader.py and benchmarks/fuzz_loader.py
+# ---------------------------------------------------------------------------
+
+#: Values that tend to break parsers: zero, one, sign and width boundaries, huge lengths.
+INTERESTING = (0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x40000000,
+               0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF)
+
+#: One mutation: (kind, position as a fraction of the length, argument).
+#: Kinds: flip (bit), byte (value), u16 / u32 (value, little or big endian by the sign of
+#: the position draw), delete (count), insert (bytes), dup (count), cut.
+Mutation = tuple[str, float, int | bytes]
+
+
+def apply_mutations(data: bytes, ops: Iterable[Mutation], header_bias: int = 2048) -> bytes:
+    """Apply ``ops`` in order. Positions below 0.5 fall in the first ``header_bias`` bytes
+    (headers are where parsers go wrong), the others anywhere in the file."""
+    buf = bytearray(data)
+    for kind, where, arg in ops:
+        n = len(buf)
+        if n == 0:
+            buf = bytearray(arg if isinstance(arg, bytes) else b"")
+            continue
+        if where < 0.5:
+            pos = int(where * 2 * min(n, header_bias)) % n
+        else:
+            pos = int((where - 0.5) * 2 * n) % n
+        a = arg if isinstance(arg, int) else 0
+        if kind == "flip":
+            buf[pos] ^= 1 << (a % 8)
+        elif kind == "byte":
+            buf[pos] = a & 0xFF
+        elif kind in ("u16", "u16be"):
+            buf[pos : pos + 2] = (a & 0xFFFF).to_bytes(2, "big" if kind == "u16be" else "little")
+        elif kind in ("u32", "u32be"):
+            buf[pos : pos + 4] = (a & 0xFFFFFFFF).to_bytes(4, "big" if kind == "u32be" else "little")
+        elif kind == "delete":
+            del buf[pos : pos + max(a, 1)]
+        elif kind == "insert":
+            buf[pos:pos] = arg if isinstance(arg, bytes) else bytes([a & 0xFF])
+        elif kind == "dup":
+            chunk = buf[pos : pos + max(a, 1)]
+            buf[pos:pos] = chunk
+        elif kind == "cut":
+            del buf[max(pos, 1) :]
+    return bytes(buf)
+
+
+MUTATION_KINDS = ("flip", "byte", "u16", "u16be", "u32", "u32be", "delete", "insert", "dup", "cut")
+
+
+def random_mutations(rng: object, max_ops: int = 6) -> list[Mutation]:
+    """Mutations drawn from a :class:`random.Random` (the long fuzz run)."""
+    import random
+
+    assert isinstance(rng, random.Random)
+    ops: list[Mutation] = []
+    for _ in range(rng.randint(1, max_ops)):
+        kind = rng.choice(MUTATION_KINDS)
+        where = rng.random()
+        arg: int | bytes
+        if kind in ("u16", "u16be", "u32", "u32be"):
+            arg = rng.choice(INTERESTING) if rng.random() < 0.8 else rng.getrandbits(32)
+        elif kind == "insert":
+            arg = rng.randbytes(rng.choice((1, 2, 4, 16, 300)))
+        elif kind in ("delete", "dup"):
+            arg = rng.choice((1, 2, 4, 8, 100, 1000))
+        else:
+            arg = rng.getrandbits(8)
+        ops.append((kind, where, arg))
+    return ops

@@ -20,6 +20,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import warnings
 import zlib
 from collections.abc import Callable
@@ -73,15 +74,18 @@ REFUSED_MODALITIES = {
 
 #: Transfer syntax UID -> (name, pip packages that decode it).
 TRANSFER_SYNTAX_DECODERS = {
-    "1.2.840.10008.1.2.4.50": ("JPEG Baseline", "pillow or python-gdcm"),
-    "1.2.840.10008.1.2.4.51": ("JPEG Extended (12-bit)", "python-gdcm"),
+    "1.2.840.10008.1.2.4.50": ("JPEG Baseline", "pillow"),
+    "1.2.840.10008.1.2.4.51": ("JPEG Extended (12-bit)", "pillow (8-bit only)"),
     "1.2.840.10008.1.2.4.57": ("JPEG Lossless", "python-gdcm"),
     "1.2.840.10008.1.2.4.70": ("JPEG Lossless SV1", "python-gdcm"),
-    "1.2.840.10008.1.2.4.80": ("JPEG-LS Lossless", "pyjpegls or python-gdcm"),
-    "1.2.840.10008.1.2.4.81": ("JPEG-LS Near-Lossless", "pyjpegls or python-gdcm"),
-    "1.2.840.10008.1.2.4.90": ("JPEG 2000 Lossless", "pylibjpeg-openjpeg or python-gdcm"),
-    "1.2.840.10008.1.2.4.91": ("JPEG 2000", "pylibjpeg-openjpeg or python-gdcm"),
-    "1.2.840.10008.1.2.5": ("RLE Lossless", "pylibjpeg-rle (or numpy, built in)"),
+    "1.2.840.10008.1.2.4.80": ("JPEG-LS Lossless", "pyjpegls"),
+    "1.2.840.10008.1.2.4.81": ("JPEG-LS Near-Lossless", "pyjpegls"),
+    "1.2.840.10008.1.2.4.90": ("JPEG 2000 Lossless", "pylibjpeg and pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.4.91": ("JPEG 2000", "pylibjpeg and pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.4.201": ("HTJ2K Lossless", "pylibjpeg and pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.4.202": ("HTJ2K Lossless RPCL", "pylibjpeg and pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.4.203": ("HTJ2K", "pylibjpeg and pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.5": ("RLE Lossless", "pylibjpeg-rle (or pydicom's own, slower)"),
 }
 
 
@@ -231,8 +235,12 @@ def load_xray(source: str | os.PathLike[str] | bytes, *, name: str | None = None
         raise ImageTooLargeError(label, "not enough memory to decode this image") from exc
     except RecursionError as exc:
         raise CorruptImageError(label, "structure nested too deeply") from exc
-    except Exception as exc:  # a decoder bug or an unforeseen corruption
-        raise CorruptImageError(label, f"could not decode ({type(exc).__name__}: {exc})") from exc
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # a decoder bug or an unforeseen corruption (Rust panics too)
+        raise CorruptImageError(
+            label, f"could not decode ({type(exc).__name__}: {_short(str(exc), 120)})"
+        ) from exc
     return replace(xray, sha256=hashlib.sha256(data).hexdigest())
 
 
@@ -705,41 +713,247 @@ def _check_pixel_data(ds: Any, meta: StudyMetadata, label: str | None) -> list[s
             raise CorruptImageError(
                 label, f"compressed transfer syntax {ts} but the pixel data is not encapsulated"
             )
+        _check_codestream(_first_frame(raw, frames, label), ts, label)
     return notes
+
+
+def _first_frame(raw: bytes | bytearray, frames: int, label: str | None) -> bytes:
+    from pydicom.encaps import generate_frames
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return next(generate_frames(raw, number_of_frames=frames))
+    except StopIteration as exc:
+        raise CorruptImageError(label, "encapsulated DICOM pixel data holds no frame") from exc
+    except Exception as exc:
+        raise CorruptImageError(
+            label, f"damaged encapsulated DICOM pixel data ({_short(str(exc), 100)})"
+        ) from exc
+
+
+_JPEG_FAMILY = {
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+}
+_J2K_FAMILY = {
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203",
+}
+
+
+def _check_codestream(frame: bytes, ts: str, label: str | None) -> None:
+    """Refuse a frame that is not a complete codestream before a decoder sees it.
+
+    A JPEG/JPEG-LS/JPEG 2000 frame starts with its start marker and ends with its
+    end marker (padding aside). Decoders handed a cut codestream may show half an
+    image, and CharLS can spend tens of seconds on one: a truncated frame is refused.
+    """
+    if ts == "1.2.840.10008.1.2.5":  # RLE: a 64-byte header of segment offsets
+        if len(frame) < 64:
+            raise CorruptImageError(label, "damaged RLE pixel data (header cut short)")
+        count = int.from_bytes(frame[:4], "little")
+        offsets = [int.from_bytes(frame[4 + 4 * i : 8 + 4 * i], "little") for i in range(15)]
+        used = offsets[:count]
+        if not 1 <= count <= 15 or used[0] != 64 or any(
+            b <= a or b > len(frame) for a, b in zip(used, used[1:], strict=False)
+        ) or used[-1] >= len(frame):
+            raise CorruptImageError(label, "damaged RLE pixel data (invalid segment table)")
+        return
+    start: tuple[bytes, ...]
+    body = frame.rstrip(b"\x00\xff")  # even-length padding: 0x00, or 0xFF fill
+    if ts in _JPEG_FAMILY:
+        name, start = "JPEG", (b"\xff\xd8",)
+    elif ts in _J2K_FAMILY:
+        name, start = "JPEG 2000", (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  ")
+    else:
+        return
+    if not body.startswith(start):
+        raise CorruptImageError(label, f"damaged {name} pixel data (no start-of-image marker)")
+    if not body.endswith(b"\xff\xd9"):
+        raise CorruptImageError(
+            label, f"truncated {name} pixel data (no end-of-image marker)"
+        )
+    if ts in ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"):
+        problem = _jpeg_lossless_problem(body)
+        if problem:
+            raise CorruptImageError(label, f"damaged JPEG Lossless pixel data ({problem})")
+
+
+_SCAN_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _huffman_problem(body: bytes, pos: int, end: int, tables: set[int]) -> str:
+    """Check the DHT segment body[pos:end] of a lossless JPEG; record the tables it defines."""
+    while pos < end:
+        if pos + 17 > end:
+            return "Huffman table cut short"
+        tc_th = body[pos]
+        tc, th = tc_th >> 4, tc_th & 0x0F
+        if tc != 0 or th > 3:
+            return f"invalid Huffman table class/id 0x{tc_th:02x}"
+        counts = body[pos + 1 : pos + 17]
+        total = sum(counts)
+        if total == 0 or total > 17 or pos + 17 + total > end:
+            return "invalid Huffman table size"
+        code = 0
+        for length, count in enumerate(counts, start=1):
+            code += count
+            if code > (1 << length):
+                return "Huffman table has more codes than its code lengths allow"
+            code <<= 1
+        symbols = body[pos + 17 : pos + 17 + total]
+        if any(v > 16 for v in symbols) or len(set(symbols)) != len(symbols):
+            return "invalid Huffman table symbols"
+        tables.add(th)
+        pos += 17 + total
+    return ""
+
+
+def _jpeg_lossless_problem(body: bytes) -> str:
+    """Why a JPEG Lossless (process 14) frame is malformed, or "".
+
+    python-gdcm aborts the whole process (an uncaught C++ exception) on some damaged
+    lossless JPEG headers, so the header is checked here first: known segments only, one
+    SOF3 with one component, valid Huffman tables, a scan that uses a defined table, and
+    no stray marker inside the entropy-coded data.
+    """
+    pos = 2
+    end = len(body)
+    tables: set[int] = set()
+    sof: tuple[int, int, int, int] | None = None
+    while True:
+        if pos + 4 > end or body[pos] != 0xFF:
+            return f"no marker at byte {pos}"
+        marker = body[pos + 1]
+        length = int.from_bytes(body[pos + 2 : pos + 4], "big")
+        seg = pos + 4
+        seg_end = pos + 2 + length
+        if length < 2 or seg_end > end:
+            return f"segment 0x{marker:02x} runs past the end"
+        if marker == 0xC3:
+            if sof is not None or length != 11:
+                return "invalid or repeated SOF3 header"
+            precision = body[seg]
+            height = int.from_bytes(body[seg + 1 : seg + 3], "big")
+            width = int.from_bytes(body[seg + 3 : seg + 5], "big")
+            if body[seg + 5] != 1 or body[seg + 7] != 0x11:
+                return "not a single-component image"
+            if not 2 <= precision <= 16 or height == 0 or width == 0:
+                return "invalid SOF3 precision or size"
+            sof = (precision, height, width, body[seg + 6])
+        elif marker == 0xC4:
+            problem = _huffman_problem(body, seg, seg_end, tables)
+            if problem:
+                return problem
+        elif marker == 0xDA:
+            if sof is None:
+                return "scan before the frame header"
+            if length != 8 or body[seg] != 1 or body[seg + 1] != sof[3]:
+                return "invalid scan header"
+            if body[seg + 2] >> 4 not in tables:
+                return "scan uses an undefined Huffman table"
+            predictor, point = body[seg + 3], body[seg + 5] & 0x0F
+            if not 1 <= predictor <= 7 or body[seg + 4] != 0 or point >= sof[0]:
+                return "invalid predictor or point transform"
+            stray = _SCAN_MARKER.search(body, seg_end)
+            if stray is None or stray.start() != end - 2:
+                return "unexpected marker inside the compressed data"
+            return ""
+        elif marker not in (0xDD, 0xFE) and not 0xE0 <= marker <= 0xEF:
+            return f"unexpected marker 0x{marker:02x}"
+        pos = seg_end
+
+
+#: The decoder (pydicom plugin) used for each compressed transfer syntax, best first.
+#: python-gdcm is used only where nothing else decodes the syntax (JPEG Lossless): on damaged
+#: JPEG 2000 data it aborts the whole process (an uncaught C++ exception), so it is never a
+#: fallback. Plugins not installed are skipped; none left gives MissingDecoderError.
+DECODER_PLUGINS: dict[str, tuple[str, ...]] = {
+    "1.2.840.10008.1.2.4.50": ("pillow",),
+    "1.2.840.10008.1.2.4.51": ("pillow",),
+    "1.2.840.10008.1.2.4.57": ("gdcm",),
+    "1.2.840.10008.1.2.4.70": ("gdcm",),
+    "1.2.840.10008.1.2.4.80": ("pyjpegls",),
+    "1.2.840.10008.1.2.4.81": ("pyjpegls",),
+    "1.2.840.10008.1.2.4.90": ("pylibjpeg", "pillow"),
+    "1.2.840.10008.1.2.4.91": ("pylibjpeg", "pillow"),
+    "1.2.840.10008.1.2.4.201": ("pylibjpeg",),
+    "1.2.840.10008.1.2.4.202": ("pylibjpeg",),
+    "1.2.840.10008.1.2.4.203": ("pylibjpeg",),
+    "1.2.840.10008.1.2.5": ("pylibjpeg", "pydicom"),
+}
+
+
+def _choose_plugin(ts: str, label: str | None) -> str:
+    """The pydicom decoding plugin for ``ts`` ("" for native data)."""
+    if ts in NATIVE_TRANSFER_SYNTAXES:
+        return ""
+    from pydicom.pixels import get_decoder
+
+    try:
+        available = set(get_decoder(ts).available_plugins)
+    except Exception:
+        available = set()
+    for plugin in DECODER_PLUGINS.get(ts, ()):
+        if plugin in available:
+            return plugin
+    name, packages = TRANSFER_SYNTAX_DECODERS.get(ts, ("", ""))
+    raise MissingDecoderError(
+        label, f"unsupported transfer syntax {ts} ({name}): no decoder installed", f"install {packages}"
+    )
 
 
 def _decode_pixels(ds: Any, meta: StudyMetadata, label: str | None) -> np.ndarray:
     ts = meta.transfer_syntax
+    name = TRANSFER_SYNTAX_DECODERS.get(ts, NATIVE_TRANSFER_SYNTAXES.get(ts, ("", "")))[0]
+    if ts == "1.2.840.10008.1.2.4.51" and (_int_tag(ds, "BitsStored", 8) or 8) > 8:
+        raise UnsupportedImageError(
+            label,
+            f"transfer syntax {ts} (JPEG Extended (12-bit)): no bundled decoder reads 12-bit "
+            "lossy JPEG (the one that does, pylibjpeg-libjpeg, is GPL)",
+            "convert it to an uncompressed, JPEG 2000 or JPEG-LS DICOM",
+        )
+    plugin = _choose_plugin(ts, label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            options: dict[str, Any] = {}
             if meta.number_of_frames > 1:
-                ds.pixel_array_options(index=0)  # decode the first frame only
+                options["index"] = 0  # decode the first frame only
+            if plugin:
+                options["decoding_plugin"] = plugin
+            if options:
+                ds.pixel_array_options(**options)
             arr = ds.pixel_array
     except NotImplementedError as exc:
         raise _missing_decoder(label, ts, exc) from exc
-    except RuntimeError as exc:
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except MemoryError as exc:
+        raise ImageTooLargeError(label, "not enough memory to decode this image") from exc
+    except BaseException as exc:  # decoders raise anything, Rust ones even panics (BaseException)
         msg = str(exc)
-        if "no pixel data decoders" in msg.lower() or "missing required dependencies" in msg.lower():
+        low = msg.lower()
+        if "no pixel data decoders" in low or "missing required dependencies" in low:
             raise _missing_decoder(label, ts, exc) from exc
-        if "all available plugins" in msg.lower() and ts in TRANSFER_SYNTAX_DECODERS:
-            name = TRANSFER_SYNTAX_DECODERS[ts][0]
-            raise UnsupportedImageError(
-                label,
-                f"transfer syntax {ts} ({name}): none of the bundled decoders can read this file "
-                f"({_short(msg, 120)})",
-                "convert it to an uncompressed or JPEG 2000 DICOM",
-            ) from exc
-        raise CorruptImageError(label, f"cannot decode DICOM pixel data ({_short(msg)})") from exc
-    except (ValueError, EOFError, OSError, KeyError, AttributeError, TypeError) as exc:
-        msg = str(exc)
-        if "transfer syntax" in msg.lower() and ("not supported" in msg.lower() or "unknown" in msg.lower()):
-            raise UnsupportedImageError(label, f"unsupported transfer syntax {ts}") from exc
-        if "buffer" in msg.lower() or "length" in msg.lower() or "size" in msg.lower():
+        if "all available plugins" in low:
+            msg = msg.split(":", 1)[-1]
+        what = f"{name} pixel data" if name and ts not in NATIVE_TRANSFER_SYNTAXES else "DICOM pixel data"
+        if isinstance(exc, ValueError) and ("length" in low or "size" in low or "buffer" in low):
             raise CorruptImageError(
                 label, f"DICOM pixel data does not match Rows/Columns/Bits ({_short(msg)})"
             ) from exc
-        raise CorruptImageError(label, f"cannot decode DICOM pixel data ({_short(msg)})") from exc
+        raise CorruptImageError(
+            label, f"cannot decode the {what}: damaged ({_short(msg, 120)})"
+        ) from exc
     arr = np.asarray(arr)
     if meta.number_of_frames > 1 and arr.ndim == 3 and arr.shape[0] == meta.number_of_frames:
         arr = arr[0]
