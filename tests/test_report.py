@@ -344,3 +344,24 @@ def test_fonts_come_from_assets_first_then_matplotlib(tmp_path: Path, monkeypatc
     (assets / "fonts" / "DejaVuSans.ttf").write_bytes(src.read_bytes())
     monkeypatch.setenv("CXR_SCREENER_ASSETS", str(assets))
     assert report_pdf._find_font("DejaVuSans.ttf") == assets / "fonts" / "DejaVuSans.ttf"
+
+
+def test_absurdly_long_fields_do_not_break_the_layout(tmp_path: Path, xray) -> None:
+    info = ReportInfo(clinic_name="C" * 5000, clinic_address="line\n" * 200, operator="O" * 3000,
+                      patient_name="N" * 10000, patient_id="I" * 2000, accession="A" * 999, analysed_at=WHEN)
+    out = _report(tmp_path, xray, info=info)
+    text = flat(pdf_text(out))
+    assert "NNNN" in text
+    assert "N" * 200 not in text  # clipped
+    assert "Page 1 of" in text
+
+
+def test_logs_carry_no_patient_data(tmp_path: Path, xray, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        _report(tmp_path, xray, name="Doe_John_report.pdf")
+        _report(tmp_path, xray, name="anon.pdf", anonymize=True)
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    for value in [*phi.identifying_values(xray.metadata), "Doe_John"]:
+        assert value not in logged

@@ -145,6 +145,12 @@ class _Patient:
     image_sha: str
 
 
+def _clip(text: str, limit: int = 160) -> str:
+    """User text cut to a length that cannot break the layout (a cell taller than a page)."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def _display_name(name: str) -> str:
     """DICOM person name ``Family^Given^Middle`` as ``Family, Given Middle``."""
     if "^" not in name:
@@ -169,14 +175,14 @@ def _patient(meta: StudyMetadata, *, file: str, image_sha: str, anonymize: bool)
         name = _display_name(meta.patient_name) or DASH
     modality_view = " / ".join(v for v in (meta.modality, meta.view_position) if v) or DASH
     return _Patient(
-        name=name,
-        patient_id=meta.patient_id or DASH,
-        sex=phi.sex_label(meta.patient_sex) or DASH,
-        birth=birth,
-        study_date=phi.format_date(meta.study_date) or DASH,
-        accession=meta.accession_number or DASH,
-        modality_view=modality_view,
-        file=file or DASH,
+        name=_clip(name),
+        patient_id=_clip(meta.patient_id) or DASH,
+        sex=_clip(phi.sex_label(meta.patient_sex)) or DASH,
+        birth=_clip(birth),
+        study_date=_clip(phi.format_date(meta.study_date)) or DASH,
+        accession=_clip(meta.accession_number) or DASH,
+        modality_view=_clip(modality_view),
+        file=_clip(file) or DASH,
         image_sha=image_sha[:16] if image_sha else DASH,
     )
 
@@ -322,10 +328,11 @@ def _header(ctx: _Ctx, info: ReportInfo, *, title: str, when: _dt.datetime, repo
     ]
     right_lines = []
     if clinic:
-        right_lines.append(f"<b>{esc(clinic)}</b>")
+        right_lines.append(f"<b>{esc(_clip(clinic))}</b>")
     if address:
-        right_lines.append(esc(address).replace("\n", "<br/>"))
-    right_lines.append(f"Operator: {esc(info.operator) if info.operator else DASH}")
+        lines = [_clip(line) for line in address.splitlines()[:6]]
+        right_lines.append("<br/>".join(esc(line) for line in lines))
+    right_lines.append(f"Operator: {esc(_clip(info.operator)) if info.operator else DASH}")
     right_lines.append(f"Analysed: {esc(_stamp(when))}")
     right_lines.append(f"Report ID: <b>{esc(report_id)}</b>")
     right = rich("<br/>".join(right_lines), st.right)
@@ -673,7 +680,7 @@ def write_study_report(
         f"model {ctx.model_line()}",
     )
     _write(target, story, size_name=info.page_size, footer=footer, meta=meta, overwrite=overwrite)
-    log.info("wrote study report %s (%s)", target.name if not anonymize else "<anonymised>", report_id)
+    log.info("wrote study report %s", report_id)  # no file names in logs: they may name the patient
     return target
 
 
@@ -690,7 +697,8 @@ def _write(target: Path, story: list[Flowable], *, size_name: str, footer: Foote
     except MemoryError as exc:
         raise OutputError(target, "not enough memory to build the report: nothing was written") from exc
     except Exception as exc:  # a layout error in reportlab: no partial file is left
-        log.exception("report layout failed")
+        # reportlab's messages quote the text being laid out (patient names): log the type only
+        log.error("report layout failed (%s)", type(exc).__name__)
         raise OutputError(target, f"could not lay out the report ({type(exc).__name__}): nothing was written") from exc
 
 
@@ -722,7 +730,7 @@ def _load_for_row(path: str) -> XRay | None:
     try:
         return load_xray(path)
     except CXRError as exc:
-        log.warning("report thumbnail: %s", exc)
+        log.warning("no thumbnail for %s: %s", phi.file_label(path, anonymize=True), exc.reason)
         return None
 
 
@@ -952,7 +960,7 @@ def _study_page(ctx: _Ctx, predictor: Any, row: _Row, info: ReportInfo, *, opera
         xray = load_xray(row.path)
         prediction, heatmap = predictor.explain(xray, operating_point)
     except CXRError as exc:
-        log.warning("study page not made: %s", exc)
+        log.warning("no study page for %s: %s", phi.file_label(row.path, anonymize=True), exc.reason)
         name = row.file if anonymize else (row.relpath or Path(row.path).name)
         reason = _reason_without_path(exc.reason, row.path, row.relpath)
         return [para(f"Study page for {name} could not be made: {reason}", ctx.st.body)]
