@@ -16,7 +16,8 @@ VGG19 ~10 s and 130 MB). Heads:
   as ``block5_pool`` would)
 
 ``tests/data/tiny-mobilenet/`` holds one pre-exported bundle (no TensorFlow
-needed to use it): see :func:`tiny_bundle_path`.
+needed to use it; MobileNet alpha 0.25, 128x128, default=True, 0.9 MB): see
+:func:`tiny_bundle_path`; rebuild it with ``python -m tests.model_fixtures``.
 
 Use from a test::
 
@@ -209,3 +210,15 @@ def user_models_with_tiny() -> Path:
     root = user_models_dir()
     root.mkdir(parents=True, exist_ok=True)
     return copy_tiny_bundle(root)
+
+
+def regenerate_tiny_bundle() -> Path:
+    """Rebuild ``tests/data/tiny-mobilenet`` (needs TensorFlow): ``python -m tests.model_fixtures``."""
+    if TINY_BUNDLE.exists():
+        shutil.rmtree(TINY_BUNDLE)
+    DATA.mkdir(exist_ok=True)
+    return make_test_bundle(DATA, "mobilenet", 128, name="tiny-mobilenet", default=True, alpha=0.25, seed=3)  # type: ignore[no-any-return]
+
+
+if __name__ == "__main__":
+    print(regenerate_tiny_bundle())
