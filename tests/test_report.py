@@ -365,3 +365,21 @@ def test_logs_carry_no_patient_data(tmp_path: Path, xray, caplog: pytest.LogCapt
     logged = " ".join(r.getMessage() for r in caplog.records)
     for value in [*phi.identifying_values(xray.metadata), "Doe_John"]:
         assert value not in logged
+
+
+@pytest.mark.parametrize(
+    ("p", "thr", "positive", "expected"),
+    [
+        (0.4972, 0.5, False, "p = 0.497, below the threshold 0.50"),
+        (0.5, 0.5, True, "p = 0.50, at or above the threshold 0.50"),
+        (0.91, 0.5, True, "flagged about 88 of 100 COVID-19 images, and also flagged about 10 of 100 normal"),
+        (0.10, 0.5, False, "missed about 12 of 100 COVID-19 images"),
+        (0.52, 0.5, True, "treat this result as uncertain"),
+    ],
+)
+def test_plain_sentence(p: float, thr: float, positive: bool, expected: str) -> None:
+    from desktop.core.report import plain_sentence
+
+    op = {"sensitivity": 0.88, "specificity": 0.9}
+    assert expected in plain_sentence(p, thr, positive, op, "balanced")
+    assert "not" in plain_sentence(p, thr, positive, {}, "")  # without card figures it still says something

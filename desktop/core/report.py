@@ -210,37 +210,45 @@ def _decision_text(label: str, positive_class: str) -> tuple[str, bool]:
     return f"NOT FLAGGED: no {POSITIVE_CLASS_LABEL} pattern found", False
 
 
-def _per_100(value: Any) -> str:
+def _per_100(value: Any) -> int | None:
     try:
-        return str(round(float(value) * 100))
+        return round(float(value) * 100)
     except (TypeError, ValueError):
-        return "?"
+        return None
+
+
+def fmt_p(p: float, threshold: float) -> str:
+    """p with 2 decimals, or 3 when 2 would make it look equal to the threshold."""
+    text = f"{p:.2f}"
+    if text == f"{threshold:.2f}" and p != threshold:
+        text = f"{p:.3f}"
+    return text
 
 
 def plain_sentence(p: float, threshold: float, positive: bool, op: dict[str, Any], op_name: str) -> str:
     """What the result means, for a doctor who does not know the model."""
-    sens, spec = op.get("sensitivity"), op.get("specificity")
+    sens, spec = _per_100(op.get("sensitivity")), _per_100(op.get("specificity"))
     where = f"the \u201c{op_name}\u201d operating point" if op_name else "the operating point"
+    shown = fmt_p(p, threshold)
     if positive:
         text = (
             f"The model rates this image as showing a pattern it associates with COVID-19 pneumonia "
-            f"(p = {p:.2f}, at or above the threshold {threshold:.2f} of {where})."
+            f"(p = {shown}, at or above the threshold {threshold:.2f} of {where})."
         )
         if sens is not None and spec is not None:
             text += (
-                f" At this operating point, on validation images, it flagged about {_per_100(sens)} of 100 "
-                f"COVID-19 images, and also flagged about {100 - int(_per_100(spec))} of 100 normal images "
-                "by mistake."
+                f" At this operating point, on validation images, it flagged about {sens} of 100 "
+                f"COVID-19 images, and also flagged about {100 - spec} of 100 normal images by mistake."
             )
         text += " Please review the image: a flag is a reason to look, not a diagnosis."
     else:
         text = (
             f"The model did not find a COVID-19 pattern in this image "
-            f"(p = {p:.2f}, below the threshold {threshold:.2f} of {where})."
+            f"(p = {shown}, below the threshold {threshold:.2f} of {where})."
         )
         if sens is not None:
             text += (
-                f" At this operating point it missed about {100 - int(_per_100(sens))} of 100 COVID-19 "
+                f" At this operating point it missed about {100 - sens} of 100 COVID-19 "
                 "images on validation data, so a negative result does not rule out COVID-19."
             )
     if abs(p - threshold) < 0.05:
@@ -418,7 +426,7 @@ def _result_section(ctx: _Ctx, prediction: Any) -> list[Flowable]:
     decision, positive = _decision_text(str(prediction.label), ctx.positive_class)
     colour = POSITIVE if positive else NEGATIVE
 
-    score = [para("p(COVID-19)", st.label), para(f"{p:.2f}", st.big)]
+    score = [para("p(COVID-19)", st.label), para(fmt_p(p, threshold), st.big)]
     bar = ProbabilityBar(p, threshold, ctx.width - 40 * mm, positive=positive)
     top = Table([[score, bar]], colWidths=[36 * mm, ctx.width - 36 * mm])
     top.setStyle(_style([("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
@@ -676,7 +684,8 @@ def write_study_report(
     meta = _pdf_meta(
         title=f"Chest X-ray screening report {report_id}",
         author=info.clinic_name,
-        subject=f"AI decision support (not a diagnosis): p(COVID-19) {float(prediction.p_covid):.2f}, "
+        subject=f"AI decision support (not a diagnosis): p(COVID-19) "
+        f"{fmt_p(float(prediction.p_covid), float(prediction.threshold))}, "
         f"model {ctx.model_line()}",
     )
     _write(target, story, size_name=info.page_size, footer=footer, meta=meta, overwrite=overwrite)
