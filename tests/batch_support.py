@@ -84,12 +84,13 @@ def make_folder(root: Path, n_good: int = 12, *, nested: bool = True) -> tuple[l
         shutil.copy(src, root / src.name)
         good.append(src.name)
     bad = {
-        "notes.txt": "not_an_image",
+        "notes.bin": "not_an_image",
         "empty.png": "not_an_image",
         "sub1/truncated.png": "corrupt",
         "random.dcm": "not_an_image",
     }
-    (root / "notes.txt").write_text("not an image\n")
+    (root / "notes.bin").write_text("not an image\n")
+    (root / "README.md").write_text("# a document beside the images: ignored, no row\n")
     (root / "empty.png").write_bytes(b"")
     data = (root / good[0]).read_bytes()
     (root / "sub1" / "truncated.png").write_bytes(data[: len(data) // 2])

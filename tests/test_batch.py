@@ -481,3 +481,18 @@ def test_heatmaps_written_per_ok_file(tmp_path: Path, model_name: str) -> None: 
         assert im.height == 96
     assert by["bad.png"].heatmap is None
     assert sorted(p.name for p in heat.rglob("*.png")) == ["a.png.heatmap.png"]
+
+
+def test_documents_are_ignored_unless_they_are_images(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    make_png(folder / "a.png", 1)
+    (folder / "README.md").write_text("# study list\n")
+    (folder / "old_report.pdf").write_bytes(b"%PDF-1.4 ...")
+    (folder / "mislabelled.txt").write_bytes(make_png(tmp_path / "m.png", 2).read_bytes())  # a PNG by content
+    (folder / "data.bin").write_bytes(b"\x00\x01 not an image")
+    stats = ScanStats()
+    by = {r.relpath: r for r in _scan(folder, tmp_path / "out", stats=stats)}
+    assert sorted(by) == ["a.png", "data.bin", "mislabelled.txt"]
+    assert by["mislabelled.txt"].status == "ok"
+    assert by["data.bin"].error_kind == "not_an_image"
+    assert stats.ignored == 2

@@ -151,6 +151,8 @@ class ScanStats:
     ok: int = 0
     errors: int = 0
     skipped: int = 0
+    #: documents left out (README, PDF, CSV... whose content is not an image)
+    ignored: int = 0
     cancelled: bool = False
     elapsed_s: float = 0.0
     labels: dict[str, int] = field(default_factory=dict)
@@ -239,11 +241,42 @@ def _is_hidden(entry: os.DirEntry[str]) -> bool:
     return bool(attrs & getattr(stat, "FILE_ATTRIBUTE_HIDDEN", 0))
 
 
-def list_files(folder: str | os.PathLike[str], *, exclude: Sequence[str | os.PathLike[str]] = ()) -> list[_Entry]:
+#: Files with these extensions are documents that sit beside images (README, attribution,
+#: older results, reports): skipped silently *unless their content is an image*.
+DOCUMENT_EXTENSIONS = frozenset(
+    {".md", ".txt", ".csv", ".tsv", ".json", ".jsonl", ".pdf", ".html", ".htm", ".xml", ".log",
+     ".ini", ".yaml", ".yml", ".doc", ".docx", ".xls", ".xlsx", ".rtf", ".odt"}
+)
+
+
+def _is_document(path: str) -> bool:
+    """A README, a report, a CSV...: not to be screened (an image by content never is one)."""
+    if os.path.splitext(path)[1].lower() not in DOCUMENT_EXTENSIONS:
+        return False
+    from .imaging import detect_format
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return False  # let the loader report it
+    return detect_format(head) is None
+
+
+def list_files(
+    folder: str | os.PathLike[str],
+    *,
+    exclude: Sequence[str | os.PathLike[str]] = (),
+    ignored: list[str] | None = None,
+) -> list[_Entry]:
     """Every candidate file under ``folder``, sorted by relative path.
 
     Folders that cannot be listed and broken links come back as entries with
-    an error. ``exclude`` folders (our own outputs) are skipped.
+    an error. ``exclude`` folders (our own outputs) are skipped; documents
+    (:data:`DOCUMENT_EXTENSIONS` whose content is not an image) are left out
+    and their relative paths added to ``ignored``. Any other file is a
+    candidate: images are recognised by content, so a non-image gets an
+    error row from the scan.
     """
     root = Path(folder)
     excluded = set()
@@ -285,8 +318,13 @@ def list_files(folder: str | os.PathLike[str], *, exclude: Sequence[str | os.Pat
             if is_dir:
                 walk(entry.path, child_rel)
             elif is_file:
-                if os.path.realpath(entry.path) not in excluded:
-                    out.append(_Entry(entry.path, child_rel))
+                if os.path.realpath(entry.path) in excluded:
+                    continue
+                if _is_document(entry.path):
+                    if ignored is not None:
+                        ignored.append(child_rel)
+                    continue
+                out.append(_Entry(entry.path, child_rel))
             elif entry.is_symlink():
                 out.append(_Entry(entry.path, child_rel, f"{entry.path}: broken link (its target does not exist)", "access"))
             # sockets, fifos, devices: not files, silently skipped
@@ -793,7 +831,9 @@ def scan(
         if heat_root is not None:
             heat_root.mkdir(parents=True, exist_ok=True)
             excluded.append(heat_root)
-        entries = list_files(root, exclude=excluded)
+        ignored: list[str] = []
+        entries = list_files(root, exclude=excluded, ignored=ignored)
+        stats.ignored = len(ignored)
         done = writer.done if writer is not None else {}
         stats.total = len(entries)
         want_xray = heat_root is not None or not model.fast
@@ -1049,6 +1089,7 @@ def mark_output_folder(folder: str | os.PathLike[str]) -> None:
 __all__ = [
     "CSV_COLUMNS",
     "DEFAULT_DECODE_TIMEOUT",
+    "DOCUMENT_EXTENSIONS",
     "OUTPUT_MARKER",
     "RESULTS_NAME",
     "CancelToken",

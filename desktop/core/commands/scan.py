@@ -179,7 +179,8 @@ def _summary(stats: Any, results_csv: Any, *, interrupted: bool, audit_failed: s
     lines = [
         f"{'Stopped after' if interrupted else 'Scanned'} {stats.done} of {stats.total} files in "
         f"{stats.elapsed_s:.1f} s ({per_s:.1f} files/s): {stats.ok} screened ({labels}), "
-        f"{stats.errors} failed, {stats.skipped} already done.",
+        f"{stats.errors} failed, {stats.skipped} already done"
+        + (f", {stats.ignored} documents ignored." if stats.ignored else "."),
         f"Results: {results_csv}",
     ]
     if audit_failed:
