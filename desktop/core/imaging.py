@@ -723,7 +723,7 @@ def _first_frame(raw: bytes | bytearray, frames: int, label: str | None) -> byte
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return next(generate_frames(raw, number_of_frames=frames))
+            return next(generate_frames(bytes(raw) if isinstance(raw, bytearray) else raw, number_of_frames=frames))
     except StopIteration as exc:
         raise CorruptImageError(label, "encapsulated DICOM pixel data holds no frame") from exc
     except Exception as exc:
