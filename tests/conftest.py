@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.model_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CXR_SHARED_DIR", REPO.parent / "shared"))
 
