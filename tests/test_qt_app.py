@@ -315,3 +315,30 @@ def test_gui_command_is_registered():
     source = Path(__file__).resolve().parents[1] / "desktop" / "core" / "commands" / "gui.py"
     top = [n for n in ast.parse(source.read_text()).body if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert {a.name for n in top for a in n.names} <= {"annotations", "argparse"}
+
+
+def test_gui_entry_point_smoke_test(tmp_path, sample_png):
+    """``cxr-screener-gui --smoke-test FILE`` starts the window, analyses FILE and exits 0 (installer check)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.model_fixtures import tiny_bundle_path
+
+    home = tmp_path / "home"
+    shutil.copytree(tiny_bundle_path(), home / "models" / "tiny-mobilenet")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", CXR_SCREENER_HOME=str(home),
+               CXR_SCREENER_SETTINGS=str(tmp_path / "gui.ini"))
+    proc = subprocess.run([sys.executable, "-m", "desktop.qt.app", "--smoke-test", str(sample_png)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "smoke test passed" in proc.stdout
+    assert (home / "logs" / "gui.log").read_text(encoding="utf-8").count("smoke test passed") == 1
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    proc = subprocess.run([sys.executable, "-m", "desktop.qt.app", "--smoke-test", str(bad)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Could not open bad.png" in proc.stdout

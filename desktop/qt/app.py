@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from desktop import __version__
 
@@ -44,7 +45,10 @@ def _setup_logging() -> Path | None:
         root.addHandler(handler)
     except OSError:
         path = None
-    if sys.stderr is not None:
+    for existing in root.handlers:  # e.g. the CLI's stderr handler (``cxr-screener gui``)
+        if isinstance(existing, logging.StreamHandler) and not isinstance(existing, logging.FileHandler):
+            existing.setLevel(max(existing.level, logging.WARNING))
+    if sys.stderr is not None and not any(type(h) is logging.StreamHandler for h in root.handlers):
         console = logging.StreamHandler(sys.stderr)
         console.setLevel(logging.WARNING)
         console.setFormatter(fmt)
@@ -110,6 +114,45 @@ def _install_excepthook(window: object) -> None:
     sys.excepthook = hook
 
 
+def _smoke_test(window: object, *, expect_results: bool, timeout_s: float = 120.0) -> None:
+    """``--smoke-test``: quit once models are loaded and FILES analysed; exit 0 if all went well.
+
+    For installers and frozen builds: proves the window starts, finds its model
+    and runs it, without anyone at the screen. The outcome goes to the log and
+    (when there is one) to stdout.
+    """
+    import time
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    w: Any = window
+    start = time.monotonic()
+    timer = QTimer(w)
+
+    def check() -> None:
+        elapsed = time.monotonic() - start
+        ready = w._models_known and not w.is_busy() and (not expect_results or w.current_prediction() is not None)
+        if not ready and elapsed < timeout_s and not w.errors.history:
+            return
+        timer.stop()
+        ok = ready and bool(w.bundles) and not w.errors.history
+        pred = w.current_prediction()
+        line = (
+            f"smoke test {'passed' if ok else 'FAILED'}: models={[b.name for b in w.bundles]} "
+            f"result={None if pred is None else (pred.label, round(pred.p_covid, 4))} "
+            f"errors={[e.title for e in w.errors.history]} ({elapsed:.1f} s)"
+        )
+        log.info("%s", line)
+        if sys.stdout is not None:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        QApplication.exit(0 if ok else 1)
+
+    timer.timeout.connect(check)
+    timer.start(100)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Open the window; FILES are opened, a FOLDER is scanned. Returns the exit code."""
     multiprocessing.freeze_support()  # the batch scan's decoder processes in a frozen build
@@ -120,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "usage: cxr-screener-gui [FILE ...] [FOLDER]\n\n"
                 "Open the CXR Screener window; FILEs (PNG, JPEG, DICOM) are opened, a FOLDER is scanned.\n"
                 "Settings: $CXR_SCREENER_SETTINGS selects an ini file instead of the user's settings.\n"
+                "--smoke-test: quit when the model is loaded (and FILEs analysed); exit 0 if all went well.\n"
             )
         return 0
     if any(a == "--version" for a in args):
@@ -138,13 +182,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app()
     from .qt_main_window import QtMainWindow
 
-    window = QtMainWindow()
+    smoke = "--smoke-test" in args
+    window = QtMainWindow(show_notice=not smoke)
     _install_excepthook(window)
     window.show()
     files = [a for a in args if not a.startswith("-")]
     if files:
         QTimer.singleShot(0, lambda: window.open_files([os.path.abspath(f) for f in files]))
+    if smoke:
+        _smoke_test(window, expect_results=bool(files))
     code = int(app.exec())  # type: ignore[attr-defined]
+    from .qt_workers import quit_all
+
+    window.batch.cancel_scan()
+    if not quit_all(wait_ms=10000):
+        log.warning("some background work was still running at exit")
     log.info("CXR Screener exiting (%d)", code)
     return code
 

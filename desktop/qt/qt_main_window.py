@@ -118,7 +118,7 @@ class QtMainWindow(QMainWindow):
 
         self.setWindowTitle("CXR Screener")
         self.setAcceptDrops(True)
-        self.resize(1360, 860)
+        self.resize(self._default_size())
         self.setMinimumSize(QSize(900, 600))
 
         self._build_widgets()
@@ -129,6 +129,15 @@ class QtMainWindow(QMainWindow):
         self._apply_heatmap_settings()
         self._update_actions()
         self._discover_models()
+
+    @staticmethod
+    def _default_size() -> QSize:
+        """1360x860, or 90% of a smaller screen."""
+        screen = QApplication.primaryScreen()
+        if screen is None:
+            return QSize(1360, 860)
+        avail = screen.availableGeometry()
+        return QSize(min(1360, int(avail.width() * 0.9)), min(860, int(avail.height() * 0.9)))
 
     # ------------------------------------------------------------------
     # Construction
@@ -255,6 +264,9 @@ class QtMainWindow(QMainWindow):
         self.recent_menu = m.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._fill_recent()
+        self.samples_menu = m.addMenu("Open a &sample X-ray")
+        self.samples_menu.setToolTip("Licence-clear example X-rays shipped with the application, to try it out")
+        self._fill_samples()
         m.addAction(self.act_folder)
         m.addSeparator()
         m.addAction(self.act_report)
@@ -655,6 +667,21 @@ class QtMainWindow(QMainWindow):
             self.recent_menu.addAction("Clear list", self.settings.clear_recent_files)
         else:
             self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    def _fill_samples(self) -> None:
+        from desktop.core.paths import samples_dir
+
+        self.samples_menu.clear()
+        folder = samples_dir()
+        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".dcm"))
+        for f in files:
+            action = self.samples_menu.addAction(f.name)
+            action.triggered.connect(lambda _c=False, p=str(f): self.open_files([p]))
+        if files:
+            self.samples_menu.addSeparator()
+            self.samples_menu.addAction("Scan the samples folder", lambda: self.scan_folder(str(folder)))
+        else:
+            self.samples_menu.addAction("(no samples installed)").setEnabled(False)
 
     # ------------------------------------------------------------------
     # Folder scan

@@ -94,6 +94,14 @@ class QtWorker(QRunnable):
 
     # --- the pool thread ------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._run()
+        except RuntimeError as exc:  # the receiver side is gone (application quitting)
+            log.debug("worker %s: %s", self.name, exc)
+        finally:
+            self._done.set()
+
+    def _run(self) -> None:
         signals = self.signals
         try:
             signals.started.emit()
@@ -142,10 +150,13 @@ def active_workers() -> list[QtWorker]:
         return list(_ACTIVE)
 
 
-def quit_all() -> None:
-    """Ask every running worker to stop (at application exit)."""
+def quit_all(wait_ms: int = 0) -> bool:
+    """Ask every running worker to stop (at application exit); wait up to ``wait_ms`` for them."""
     for worker in active_workers():
         worker.quit()
+    if wait_ms > 0:
+        return bool(QThreadPool.globalInstance().waitForDone(wait_ms))
+    return True
 
 
 __all__ = ["REPORT_PROGRESS", "QtWorker", "QtWorkerSignals", "active_workers", "create_worker", "quit_all"]

@@ -20,6 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Open the CXR Screener window. FILES (PNG, JPEG, DICOM) are opened; a FOLDER is scanned.",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="X-ray files to open, or a folder to scan")
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="quit once the model is loaded and FILEs are analysed; exit 0 if all went well (installer checks)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -34,4 +39,4 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"cxr-screener gui: the desktop window is not available here ({exc}); "
                              "install PySide6 (pip install PySide6-Essentials)\n")
         return 2
-    return int(main(list(args.files)))
+    return int(main([*args.files, *(["--smoke-test"] if args.smoke_test else [])]))
