@@ -143,7 +143,10 @@ def wait_result(qtbot, window, path: Path | None = None, timeout: int = 60000) -
     def ready() -> bool:
         if path is not None and window.current_path != str(Path(path).absolute()):
             return False
-        return window.current_prediction() is not None and window.view.has_heatmap() and not window.is_busy()
+        if window.current_prediction() is None or window.is_busy():
+            return False
+        analysis = window.current_study().analyses[window.model_name]
+        return window.view.has_heatmap() or analysis.heatmap.empty
 
     qtbot.waitUntil(ready, timeout=timeout)
 

@@ -505,6 +505,16 @@ class QtBatchWidget(QWidget):
             self.errors.show_message("Folder not found", f"The folder {self.folder} does not exist any more.")
             return
         assert self.results_csv is not None
+        if resume:
+            models = {r.model for r in self.results if r.model}
+            if models and bundle.name not in models:
+                self.errors.show_message(
+                    "Resume with the same model",
+                    f"The saved results of this folder were made with the model {', '.join(sorted(models))}; "
+                    f"the model chosen now is {bundle.name}. Choose that model again to resume, or press "
+                    "Start scan to check every file with the model chosen now.",
+                )
+                return
         if not resume:
             self._reset_rows()
         self.model.positive_class = bundle.card.positive_class

@@ -769,6 +769,14 @@ class QtMainWindow(QMainWindow):
         )
 
     def _show_heatmap(self, analysis: bridge.Analysis) -> None:
+        self._update_colorbar()
+        if getattr(analysis.heatmap, "empty", False):
+            # Grad-CAM found no region that raises the score: an all-cold overlay would mislead.
+            self.view.clear_heatmap()
+            self.panel.set_heatmap_note(
+                "No heatmap for this image: no region of the X-ray raised the COVID-19 score."
+            )
+            return
         try:
             self.view.set_heatmap(bridge.colorize(analysis.heat, self._colormap))
         except Exception as exc:
