@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 OPEN_FILTER = "X-ray images (*.png *.jpg *.jpeg *.dcm *.dicom *.DCM);;All files (*)"
 #: Opened images whose pixels stay in memory (older ones are re-read when selected).
-KEEP_LOADED = 8
+KEEP_LOADED = 4
 
 
 def _analyze_files(

@@ -69,7 +69,7 @@ class QtWorker(QRunnable):
         with _ACTIVE_LOCK:
             _ACTIVE.add(self)
         self.signals.finished.connect(self._forget)
-        (pool or QThreadPool.globalInstance()).start(self)
+        (pool or default_pool()).start(self)
         return self
 
     def quit(self) -> None:
@@ -131,6 +131,18 @@ class QtWorker(QRunnable):
             self.signals.yielded.emit(value)
 
 
+#: At least this many pool threads: a folder scan, an image analysis and a report preview
+#: must be able to run at once even on a 2-core PC (each waits on I/O or ONNX Runtime).
+MIN_THREADS = 4
+
+
+def default_pool() -> QThreadPool:
+    pool = QThreadPool.globalInstance()
+    if pool.maxThreadCount() < MIN_THREADS:
+        pool.setMaxThreadCount(MIN_THREADS)
+    return pool
+
+
 def create_worker(
     func: Callable[..., Any],
     *args: Any,
@@ -155,8 +167,16 @@ def quit_all(wait_ms: int = 0) -> bool:
     for worker in active_workers():
         worker.quit()
     if wait_ms > 0:
-        return bool(QThreadPool.globalInstance().waitForDone(wait_ms))
+        return bool(default_pool().waitForDone(wait_ms))
     return True
 
 
-__all__ = ["REPORT_PROGRESS", "QtWorker", "QtWorkerSignals", "active_workers", "create_worker", "quit_all"]
+__all__ = [
+    "REPORT_PROGRESS",
+    "QtWorker",
+    "QtWorkerSignals",
+    "active_workers",
+    "create_worker",
+    "default_pool",
+    "quit_all",
+]
