@@ -256,3 +256,16 @@ def test_colormaps_offered_exist_in_the_core():
 
     assert {name for name, _ in COLORMAPS} <= set(CORE_MAPS)
     assert COLORBLIND_SAFE <= set(CORE_SAFE)
+
+
+def test_model_card_plot_titles(tmp_path):
+    from desktop.qt.qt_model_card import bundle_plots
+
+    for name in ("roc_test.png", "reliability_external_padchest.png", "roc.png", "confusion.png", "other_plot.png"):
+        (tmp_path / name).write_bytes(b"")
+    titles = [t for t, _ in bundle_plots(tmp_path)]
+    assert "ROC curve (test)" in titles
+    assert "ROC curve" in titles
+    assert "Reliability (calibration) (external padchest)" in titles
+    assert "Confusion matrix" in titles
+    assert "Other plot" in titles

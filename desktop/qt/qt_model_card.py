@@ -41,9 +41,12 @@ def bundle_plots(folder: Path) -> list[tuple[str, Path]]:
             continue
         for png in sorted(base.glob("*.png")):
             stem = png.stem.lower()
-            title = next((t for key, t in PLOT_TITLES.items() if stem.startswith(key)), None)
-            if title is None:
+            key = next((k for k in PLOT_TITLES if stem == k or stem.startswith(k + "_")), None)
+            if key is None:
                 title = png.stem.replace("_", " ").capitalize()
+            else:
+                rest = stem[len(key) :].strip("_").replace("_", " ")
+                title = PLOT_TITLES[key] + (f" ({rest})" if rest else "")
             found.append((title, png))
     return found
 
