@@ -183,3 +183,19 @@ def test_batch_without_a_folder_or_model_explains(qtbot, qt_settings, tmp_path):
     qtbot.waitUntil(lambda: bool(shown), timeout=5000)
     assert shown == ["No model installed"]
     assert not w.batch.is_running()
+
+
+def test_an_error_dialog_does_not_stop_a_running_scan(qtbot, main_window, tmp_path):
+    w = main_window
+    folder = make_batch_folder(tmp_path, n_good=8, bad=1)
+    bad = tmp_path / "corrupt.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    dialogs = []
+    w.errors.dialog_shown.connect(dialogs.append)  # left open while the scan runs
+    with qtbot.waitSignal(w.batch.scan_finished, timeout=240000):
+        w.scan_folder(str(folder))
+        w.open_files([bad])
+    assert len(w.batch.model.rows) == 9
+    assert len(dialogs) == 1
+    assert dialogs[0].isVisible()
+    dialogs[0].accept()
