@@ -96,6 +96,8 @@ class QtErrorDialog(QMessageBox):
         self.setStandardButtons(QMessageBox.StandardButton.Ok)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.setWindowModality(Qt.WindowModality.WindowModal)
+        # QMessageBox sizes itself to its text; keep it wide enough to read the reason at a glance.
+        self.setStyleSheet("QLabel#qt_msgbox_informativelabel { min-width: 420px; }")
 
 
 class QtErrorHandler(QObject):

@@ -251,7 +251,7 @@ class QtSettingsDialog(QDialog):
         folder_row.addWidget(browse)
         mform.addRow("Default &model:", self.model)
         mform.addRow("Default o&perating point:", self.operating_point)
-        mform.addRow("Extra models &folder:", folder_row)
+        mform.addRow("Extra models folder:", folder_row)
         note = QLabel("A change of model folder applies the next time the application starts.")
         note.setWordWrap(True)
         note.setEnabled(False)
