@@ -324,3 +324,12 @@ def test_gui_on_a_real_x_server(env: dict[str, str], work: Path) -> None:
     finally:
         xvfb.terminate()
         xvfb.wait(timeout=10)
+
+
+def test_gui_smoke_test_option(env: dict[str, str], work: Path) -> None:
+    """The window's own --smoke-test: the model loads and the opened file gets a result."""
+    sample = next(p for p in sample_files() if p.suffix == ".png")
+    proc = run_frozen(GUI, ["--smoke-test", sample], env, work, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    if not IS_WIN:  # the windowed Windows program has no stdout
+        assert "smoke test passed" in proc.stdout
