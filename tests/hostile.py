@@ -543,6 +543,11 @@ def dicom_hostile_cases(dcm: bytes) -> list[HostileCase]:
             CorruptImageError, "Rows/Columns",
         ),
         HostileCase(
+            "dicom_unknown_vr_bits_stored.dcm",
+            dicom_replace(dcm, bs_tag, _tag(0x0028, 0x0101) + b"UP\x02\x00" + struct.pack("<H", 12)),
+            CorruptImageError, r"damaged DICOM \(Unknown Value Representation 'UP'",
+        ),
+        HostileCase(
             "dicom_pixel_length_past_eof.dcm",
             dcm[: pix_at + 8] + struct.pack("<I", 0x7FFFFFF0) + dcm[pix_at + 12 :],
             CorruptImageError, r"truncated DICOM: element \(7FE0,0010\) declares 2147483632 bytes",

@@ -116,11 +116,12 @@ class Window:
         return cls(center=float(low) + 0.5 + (width - 1.0) / 2.0, width=width, name=name)
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        """Map ``values`` linearly to float32 in [0, 1]."""
+        """Map ``values`` linearly to a new float32 array in [0, 1] (one allocation)."""
         low, high = self.low, self.high
         span = max(high - low, 1e-12)
-        out = (values.astype(np.float32, copy=False) - np.float32(low)) / np.float32(span)
-        return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+        out = np.subtract(values, np.float32(low), dtype=np.float32)
+        out /= np.float32(span)
+        return np.clip(out, 0.0, 1.0, out=out)
 
 
 @dataclass(frozen=True)
@@ -203,11 +204,15 @@ class XRay:
             return self.pixels
         out = window.apply(self.values)
         if self.invert:
-            out = 1.0 - out
+            np.subtract(np.float32(1.0), out, out=out)
         return out
 
     def to_uint8(self, window: Window | None = None) -> np.ndarray:
-        return np.round(self.render(window) * 255.0).astype(np.uint8)
+        """8-bit display image (rounded to nearest) for ``window`` (the default view when None)."""
+        shown = self.render(window)
+        scaled = np.multiply(shown, np.float32(255.0), dtype=np.float32)
+        np.rint(scaled, out=scaled)
+        return scaled.astype(np.uint8)
 
 
 # --------------------------------------------------------------------------
@@ -284,7 +289,24 @@ def _read_file(path: Path) -> bytes:
                 path, f"file is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit"
             )
         with path.open("rb") as fh:
-            return fh.read(MAX_FILE_BYTES + 1)
+            # Read what stat() announced (read(n) reserves n bytes up front), then whatever
+            # a growing or special file still has, up to the limit.
+            data = fh.read(size + 1) if size > 0 else b""
+            if len(data) <= size and size > 0:
+                return data
+            parts = [data]
+            total = len(data)
+            while total <= MAX_FILE_BYTES:
+                chunk = fh.read(min(16 * 2**20, MAX_FILE_BYTES + 1 - total))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                total += len(chunk)
+            if total > MAX_FILE_BYTES:
+                raise ImageTooLargeError(
+                    path, f"file is over the {MAX_FILE_BYTES // 2**20} MiB limit"
+                )
+            return b"".join(parts)
     except FileNotFoundError as exc:
         raise FileAccessError(path, "file not found") from exc
     except PermissionError as exc:
@@ -302,7 +324,11 @@ def _decode(data: bytes, label: str | None) -> XRay:
     if fmt in ("png", "jpeg"):
         return _load_pil(data, label, fmt)
     if fmt == "dicom":
-        return _load_dicom(data, label)
+        with warnings.catch_warnings():
+            # pydicom warns (and logs) about every oddity of damaged files as elements are
+            # converted; the loader turns what matters into errors or XRay.warnings.
+            warnings.simplefilter("ignore")
+            return _load_dicom(data, label)
     other = _other_format(data[:16])
     if other:
         raise UnsupportedImageError(
@@ -934,7 +960,10 @@ def _decode_pixels(ds: Any, meta: StudyMetadata, label: str | None) -> np.ndarra
                 ds.pixel_array_options(**options)
             arr = ds.pixel_array
     except NotImplementedError as exc:
-        raise _missing_decoder(label, ts, exc) from exc
+        if "decoder" in str(exc).lower() or "plugin" in str(exc).lower():
+            raise _missing_decoder(label, ts, exc) from exc
+        # e.g. "Unknown Value Representation 'UP' in tag (0028,0101)": a damaged header
+        raise CorruptImageError(label, f"damaged DICOM ({_short(str(exc), 120)})") from exc
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except MemoryError as exc:
@@ -993,10 +1022,14 @@ def _modality_lut(arr: np.ndarray, ds: Any) -> tuple[np.ndarray, float, float]:
         return out, 0.0, float(2**lut_bits - 1)
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    out = arr.astype(np.float32)
-    if slope != 1.0 or intercept != 0.0:
-        out = out * np.float32(slope) + np.float32(intercept)
     lo, hi = sorted((smin * slope + intercept, smax * slope + intercept))
+    if not all(np.isfinite(v) for v in (slope, intercept)) or max(abs(lo), abs(hi)) > 1e30:
+        raise ValueError(f"invalid Rescale Slope/Intercept {slope:g}/{intercept:g}")
+    out = arr.astype(np.float32)  # the one copy: integers to float32 image units
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
     return out, float(lo), float(hi)
 
 
@@ -1091,10 +1124,11 @@ def _load_dicom(data: bytes, label: str | None) -> XRay:
         raise CorruptImageError(
             label, f"decoded {arr.shape[1]}x{arr.shape[0]} pixels but Rows/Columns say {cols}x{rows}"
         )
-    values, range_lo, range_hi = _modality_lut(arr, ds)
-    finite = np.isfinite(values)
-    if not finite.all():
-        values = np.where(finite, values, np.float32(range_lo)).astype(np.float32)
+    try:
+        values, range_lo, range_hi = _modality_lut(arr, ds)
+    except ValueError as exc:
+        raise CorruptImageError(label, f"damaged modality LUT ({_short(str(exc), 100)})") from exc
+    del arr
     stored = _int_tag(ds, "BitsStored", 8) or 8
     invert = meta.photometric == "MONOCHROME1"
 
@@ -1125,7 +1159,7 @@ def _load_dicom(data: bytes, label: str | None) -> XRay:
         notes_window = window.name
     log.debug("DICOM default view: %s", notes_window)
     if invert:
-        pixels = 1.0 - pixels
+        np.subtract(np.float32(1.0), pixels, out=pixels)
     all_presets = [*presets, full, data_range]
     return XRay(
         pixels=np.ascontiguousarray(pixels, dtype=np.float32),
