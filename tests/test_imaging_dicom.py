@@ -278,3 +278,23 @@ def test_window_semantics_match_dicom() -> None:
     np.testing.assert_array_equal(out, [0, 0, 1, 1])
     one = Window(100, 1)  # width 1: a threshold
     np.testing.assert_array_equal(one.apply(np.array([99, 100], dtype=np.float32)), [0, 1])
+
+
+@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"])
+def test_big_endian_and_deflated_transfer_syntaxes(ts: str) -> None:
+    import io
+
+    import pydicom
+
+    q = quantize(CHEST, 12)
+    ref = load_xray(dicom_bytes(q, bits_stored=12))
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(q, bits_stored=12)))
+    big = ts == "1.2.840.10008.1.2.2"
+    if big:
+        ds.PixelData = q.astype(">u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = ts
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, little_endian=not big, implicit_vr=False, force_encoding=True)
+    xray = load_xray(buf.getvalue(), name="encoded.dcm")
+    assert xray.metadata.transfer_syntax == ts
+    np.testing.assert_array_equal(xray.values, ref.values)

@@ -227,3 +227,15 @@ def test_render_refuses_existing_output_error_class(tmp_path) -> None:
     out.write_bytes(b"keep")
     with pytest.raises(OutputExistsError):
         check_writable(out, overwrite=False)
+
+
+@pytest.mark.parametrize("width", ["0", "-5", "nan"])
+def test_render_cli_rejects_bad_window(tmp_path, capsys, width: str) -> None:
+    from desktop.core.cli import main
+
+    src = tmp_path / "a.png"
+    src.write_bytes(png_bytes(Q8))
+    out = tmp_path / "o.png"
+    assert main(["render", str(src), "-o", str(out), "--window", "100", width]) == 2
+    assert "WIDTH > 0" in capsys.readouterr().err
+    assert not out.exists()
