@@ -1,0 +1,7 @@
+"""``python -m model_training``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""Augmentations of resized float [0, 1] grayscale images (numpy, seeded).
+
+``photometric``: random gamma, contrast/brightness, Gaussian blur or unsharp
+sharpening and noise; meant to break the scanner/processing "style" that
+differs between sources. ``geometric``: the paper's rotation 10 deg, shifts
+0.2, zoom 0.2 (done in Keras during training, see ``train``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+AUGMENT_KINDS = ("none", "geometric", "photometric", "photometric_geometric")
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return np.asarray(gaussian_filter(img.astype(np.float32), sigma, mode="nearest"), dtype=np.float32)
+
+
+def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random photometric transform of a float [0, 1] HxW image."""
+    x = img.astype(np.float32)
+    x = np.clip(x, 0.0, 1.0) ** float(np.exp(rng.uniform(-0.5, 0.5)))  # gamma 0.6-1.65
+    lo, hi = np.percentile(x, [rng.uniform(0, 3), rng.uniform(97, 100)])
+    x = (x - lo) / max(hi - lo, 1e-3)
+    x = x * rng.uniform(0.75, 1.15) + rng.uniform(-0.1, 0.1)
+    r = rng.uniform()
+    if r < 0.35:
+        x = _blur(x, float(rng.uniform(0.4, 1.5)))
+    elif r < 0.6:
+        amount = float(rng.uniform(0.3, 1.0))
+        x = x + amount * (x - _blur(x, float(rng.uniform(0.8, 2.0))))
+    if rng.uniform() < 0.5:
+        x = x + rng.normal(0.0, rng.uniform(0.005, 0.03), size=x.shape).astype(np.float32)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def geometric(img: np.ndarray, rng: np.random.Generator, *, rotation: float = 10.0,
+              shift: float = 0.2, zoom: float = 0.2) -> np.ndarray:
+    """Rotation, shift and zoom as Keras' ImageDataGenerator(10, 0.2, 0.2, zoom 0.2), nearest fill."""
+    h, w = img.shape
+    angle = float(rng.uniform(-rotation, rotation))
+    tx, ty = rng.uniform(-shift, shift) * w, rng.uniform(-shift, shift) * h
+    z = float(rng.uniform(1 - zoom, 1 + zoom))
+    pil = Image.fromarray(img.astype(np.float32), mode="F")
+    # inverse affine: output (x, y) -> input
+    c, s = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
+    cx, cy = w / 2, h / 2
+    a, b = c * z, s * z
+    d, e = -s * z, c * z
+    coeffs = (a, b, cx - a * cx - b * cy + tx, d, e, cy - d * cx - e * cy + ty)
+    out = pil.transform((w, h), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
+    arr = np.asarray(out, dtype=np.float32)
+    return arr
+
+
+def photometric_augmenter(kind: str, seed: int) -> Callable[[np.ndarray, int], np.ndarray]:
+    """``augment(batch, start)`` for :func:`model_training.features.extract_features` (seeded per image)."""
+    if kind not in AUGMENT_KINDS:
+        raise ValueError(f"augment must be one of {AUGMENT_KINDS}. Received: augment={kind!r}")
+
+    def augment(batch: np.ndarray, start: int) -> np.ndarray:
+        out = np.empty_like(batch, dtype=np.float32)
+        for i, img in enumerate(batch):
+            rng = np.random.default_rng([seed, start + i])
+            if kind == "geometric":
+                out[i] = np.clip(geometric(img, rng), 0.0, 1.0)
+                continue
+            x = photometric(img, rng)
+            if kind == "photometric_geometric":
+                x = geometric(x, rng, rotation=7.0, shift=0.06, zoom=0.1)
+            out[i] = x
+        return out
+
+    return augment

@@ -1,0 +1,200 @@
+"""The commands as library functions: train a run, evaluate it or a bundle, audit, export."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .compare import is_pa
+from .data import Dataset, patient_split
+from .features import dataset_features
+from .metrics import evaluate_predictions, per_group, plot_reliability, plot_roc
+from .recipes import Recipe
+from .runs import load_run, read_run_info, save_run
+from .train import POSITIVE, TrainedModel, predict_dataset, train
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPERATING_POINT = "high_sensitivity"
+
+
+def evaluate_model(model: TrainedModel, dataset: Dataset, *, cache_dir: str | os.PathLike[str] | None = None,
+                   plot_dir: str | os.PathLike[str] | None = None, n_boot: int = 1000) -> dict[str, Any]:
+    """Validation and test metrics (with patient-bootstrap CIs) at every operating point, per source, PA only."""
+    feats, _ = dataset_features(dataset, model.spec, architecture=model.architecture, weights=model.weights,
+                                layer=model.layer, cache_dir=cache_dir)
+    y_all, pats, srcs = dataset.labels(POSITIVE), dataset.patients(), dataset.sources()
+    views = dataset.views()
+    ops = {op.name: op.threshold for op in model.operating_points} or {"balanced": 0.5}
+    default_thr = ops.get(DEFAULT_OPERATING_POINT, 0.5)
+    out: dict[str, Any] = {}
+    for part, index in (("validation", model.split.val), ("test", model.split.test)):
+        if not index:
+            continue
+        idx = np.asarray(index)
+        y, p = y_all[idx], model.head_probs(feats[idx])
+        res: dict[str, Any] = {"at_operating_points": {
+            name: evaluate_predictions(y, p, pats[idx], thr, n_boot=n_boot) for name, thr in ops.items()}}
+        res["auroc"] = res["at_operating_points"][next(iter(ops))]["auroc"]
+        res["auroc_ci"] = res["at_operating_points"][next(iter(ops))]["auroc_ci"]
+        res["ece"] = res["at_operating_points"][next(iter(ops))]["ece"]
+        res["accuracy_at_0.5"] = float(((p >= 0.5) == (y == 1)).mean())
+        res["by_source"] = per_group(y, p, pats[idx], srcs[idx], default_thr, n_boot=200)
+        pa = np.array([is_pa(v) for v in views[idx]])
+        if pa.any() and len(set(y[pa].tolist())) == 2:
+            res["pa_only"] = evaluate_predictions(y[pa], p[pa], pats[idx][pa], default_thr, n_boot=n_boot)
+        out[part] = res
+        if plot_dir is not None and len(set(y.tolist())) == 2:
+            Path(plot_dir).mkdir(parents=True, exist_ok=True)
+            curves = {"all": (y, p)}
+            for s in sorted(set(srcs[idx].tolist())):
+                m = srcs[idx] == s
+                if len(set(y[m].tolist())) == 2:
+                    curves[s] = (y[m], p[m])
+            plot_roc(Path(plot_dir) / f"roc_{part}.png", curves, title=f"ROC ({part})",
+                     points=model.operating_points)
+            plot_reliability(Path(plot_dir) / f"reliability_{part}.png", y, p, title=f"Reliability ({part})")
+    return out
+
+
+def train_run(dataset: Dataset, recipe: Recipe, out_dir: str | os.PathLike[str], *,
+              architecture: str = "mobilenet", weights: str | None = "imagenet",
+              holdout_sources: tuple[str, ...] = (), val_fraction: float = 0.15, test_fraction: float = 0.15,
+              seed: int = 0, cache_dir: str | os.PathLike[str] | None = None, audit: bool = False,
+              show_progress: bool = False, n_boot: int = 1000) -> tuple[TrainedModel, dict[str, Any]]:
+    """Split, train, evaluate (and optionally audit); write the run folder. Returns (model, results)."""
+    t0 = time.monotonic()
+    split = patient_split(dataset, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                          holdout_sources=holdout_sources)
+    model = train(dataset, recipe, split, architecture=architecture, weights=weights, cache_dir=cache_dir,
+                  seed=seed, show_progress=show_progress)
+    t_train = time.monotonic() - t0
+    results: dict[str, Any] = {"train_seconds": round(t_train, 1)}
+    results["evaluation"] = evaluate_model(model, dataset, cache_dir=cache_dir, plot_dir=out_dir, n_boot=n_boot)
+    if audit:
+        from .audit import run_audit
+
+        results["audit"] = run_audit(model, dataset, cache_dir=cache_dir, seed=seed)
+    results["total_seconds"] = round(time.monotonic() - t0, 1)
+    save_run(model, out_dir, dataset, results)
+    log.info("run written to %s (%.0f s)", out_dir, results["total_seconds"])
+    return model, results
+
+
+def audit_run(run_dir: str | os.PathLike[str], dataset: Dataset, *, weights: str | None = None,
+              cache_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Run the audit on a saved run and store it in its ``run.json``."""
+    from .audit import run_audit
+    from .runs import RUN_FILE
+
+    model, info = load_run(run_dir, weights=weights)
+    res = run_audit(model, dataset, cache_dir=cache_dir, seed=seed)
+    info["results"]["audit"] = res
+    (Path(run_dir) / RUN_FILE).write_text(json.dumps(info, indent=1, default=float))
+    return res
+
+
+LIMITATIONS = [
+    "Decision support only: not a diagnosis. A radiologist or physician must read the film.",
+    "Trained on public research collections whose two classes come from different hospitals and "
+    "processing pipelines (COVID: BIMCV/PadChest, papers, websites; normal: NIH ChestX-ray14, Shenzhen). "
+    "Part of what any such model learns is image style; leave-one-source-out results are reported to "
+    "show how much it transfers, and they are lower than the random-split results.",
+    "Two classes only (COVID-19 vs no finding): other pathologies (bacterial pneumonia, TB, effusion, "
+    "heart failure) were not in training; their p(covid) is undefined and may be high.",
+    "Adults only; no pediatric films. Frontal (PA/AP) chest films only; lateral views are not supported.",
+    "Operating points were chosen on a validation split of the same collections; sensitivity and "
+    "specificity at a new clinic can differ: check them on local cases before relying on a threshold.",
+]
+
+
+def model_card_extra(model: TrainedModel, dataset: Dataset, info_results: dict[str, Any],
+                     loso: dict[str, Any] | None = None) -> dict[str, Any]:
+    ev = info_results.get("evaluation", {})
+    metrics: dict[str, Any] = {k: v for k, v in ev.items()}
+    if loso:
+        metrics["leave_one_source_out"] = loso
+    split_files = model.split.to_dict(dataset)
+    return {
+        "operating_points": [op.to_dict() for op in model.operating_points],
+        "default_operating_point": DEFAULT_OPERATING_POINT if any(
+            op.name == DEFAULT_OPERATING_POINT for op in model.operating_points) else None,
+        "metrics": metrics,
+        "training_data": {"root": Path(dataset.root).name, **dataset.summary(),
+                          "train": split_files["train"]["summary"],  # type: ignore[index]
+                          "validation": split_files["val"]["summary"],  # type: ignore[index]
+                          "test": split_files["test"]["summary"]},  # type: ignore[index]
+        "split": split_files,
+        "recipe": {**model.recipe.to_dict(), "frozen_backbone": True, "seed": model.seed,
+                   "epochs_run": len(model.history),
+                   "best_epoch_val_auroc": max((h.get("val_auroc", float("nan")) for h in model.history),
+                                               default=None)},
+        "audit": info_results.get("audit", {}),
+        "limitations": LIMITATIONS,
+        "train_seconds": info_results.get("train_seconds"),
+    }
+
+
+def export_run(run_dir: str | os.PathLike[str], dataset: Dataset, out_dir: str | os.PathLike[str], *,
+               name: str, version: str = "1.0", default: bool = False, overwrite: bool = False,
+               weights: str | None = None, loso: dict[str, Any] | None = None,
+               cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Export a saved run as a model bundle (ONNX + head + card) with the complete card."""
+    from .data import load_images, model_inputs_from_cache
+    from .export import export_bundle
+
+    model, info = load_run(run_dir, weights=weights)
+    full = model.full_model()
+    idx = np.asarray((model.split.val or model.split.train)[:8])
+    check = model_inputs_from_cache(load_images(dataset.subset(idx), model.spec, None), model.spec)
+    extra = model_card_extra(model, dataset, info["results"], loso)
+    if extra["default_operating_point"] is None:
+        extra.pop("default_operating_point")
+    extra["backbone_weights_sha256"] = model.init.sha256
+    return export_bundle(full, out_dir, name=name, version=version, architecture=model.architecture,
+                         backbone_init=model.init.text, preprocess=model.spec, class_names=("covid", "normal"),
+                         positive_class=POSITIVE, gradcam_layer=model.layer, temperature=model.temperature,
+                         card_extra=extra, default=default, overwrite=overwrite, check_inputs=check)
+
+
+def evaluate_bundle(bundle_dir: str | os.PathLike[str], dataset: Dataset, *,
+                    out_dir: str | os.PathLike[str] | None = None, n_boot: int = 1000,
+                    operating_point: str | None = None) -> dict[str, Any]:
+    """Evaluate an exported bundle (ONNX Runtime, as the app runs it) on every image of ``dataset``."""
+    from desktop.core.imaging import load_xray
+    from desktop.core.inference import Predictor
+
+    pred = Predictor(bundle_dir)
+    op = pred.operating_point(operating_point)
+    p = np.zeros(len(dataset))
+    for i, rec in enumerate(dataset.records):
+        p[i] = pred.predict(load_xray(rec.path), op)[0].p_covid
+    y, pats, srcs = dataset.labels(POSITIVE), dataset.patients(), dataset.sources()
+    res: dict[str, Any] = {"bundle": str(bundle_dir), "operating_point": op.name,
+                           "overall": evaluate_predictions(y, p, pats, op.threshold, n_boot=n_boot),
+                           "by_source": per_group(y, p, pats, srcs, op.threshold, n_boot=200)}
+    pa = np.array([is_pa(v) for v in dataset.views()])
+    if pa.any() and len(set(y[pa].tolist())) == 2:
+        res["pa_only"] = evaluate_predictions(y[pa], p[pa], pats[pa], op.threshold, n_boot=n_boot)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if len(set(y.tolist())) == 2:
+            plot_roc(out / "roc.png", {"all": (y, p)}, title=f"ROC {pred.name}")
+            plot_reliability(out / "reliability.png", y, p, title=f"Reliability {pred.name}")
+        (out / "evaluation.json").write_text(json.dumps(res, indent=1, default=float))
+        with open(out / "predictions.tsv", "w") as fh:
+            fh.write("filename\tlabel\tsource\tp_covid\n")
+            for rec, pv in zip(dataset.records, p, strict=True):
+                fh.write(f"{rec.filename}\t{rec.label}\t{rec.source}\t{pv:.6f}\n")
+    return res
+
+
+__all__ = ["audit_run", "evaluate_bundle", "evaluate_model", "export_run", "predict_dataset", "train_run",
+           "read_run_info"]

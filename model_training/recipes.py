@@ -1,0 +1,68 @@
+"""Training recipes: the paper's, the linear-probe baseline and ours, as frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from desktop.core.preprocess import PreprocessSpec
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides how a model is trained (stored in the model card)."""
+
+    name: str
+    head: str = "gap_dense"              # see heads.HEADS
+    equalize: str = "none"               # PreprocessSpec.equalize
+    crop: float = 0.0                    # PreprocessSpec.crop
+    resize: str = "stretch"
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    hidden: int = 128
+    dropout: float = 0.3
+    l2: float = 1e-4
+    logreg_c: float = 1.0                # gap_linear only (inverse L2 strength)
+    augment: str = "none"                # "none" | "geometric" (paper) | "photometric" | "photometric_geometric"
+    augment_copies: int = 0              # pre-computed augmented feature copies per training image
+    class_weight: bool = False           # balance the classes
+    source_balance: bool = False         # every (source, class) stratum weighs the same
+    early_stopping: bool = False         # keep the epoch with the best validation AUROC
+    patience: int = 8
+    temperature_scaling: bool = False
+    label_smoothing: float = 0.0
+    layer: str | None = None             # where the backbone is cut (Grad-CAM layer); None: the default
+
+    def preprocess(self, architecture: str = "mobilenet", size: int = 224) -> PreprocessSpec:
+        return PreprocessSpec(height=size, width=size, resize=self.resize, crop=self.crop,
+                              equalize=self.equalize,
+                              normalization="vgg19" if architecture == "vgg19" else "mobilenet")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_(self, **changes: Any) -> Recipe:
+        return replace(self, **changes)
+
+
+#: The paper exactly: frozen base, Flatten-512-256-2, Adam 1e-3, batch 32, 50 epochs, CE, no augmentation.
+PAPER = Recipe(name="paper", head="paper", epochs=50, batch_size=32, learning_rate=1e-3, l2=0.0,
+               dropout=0.0)
+#: The same with the paper's augmentation (rotation 10, shifts 0.2, zoom 0.2).
+PAPER_AUG = PAPER.with_(name="paper_aug", augment="geometric", augment_copies=5)
+#: Baseline to beat: logistic regression on global-average-pooled frozen ImageNet features.
+LINEAR_PROBE = Recipe(name="linear_probe", head="gap_linear", logreg_c=1.0, epochs=0)
+#: Ours (chosen by leave-one-source-out; see docs/results/experiments.md).
+OURS = Recipe(name="ours", head="gap_dense", equalize="hist", crop=0.0, epochs=40, batch_size=64,
+              learning_rate=1e-3, hidden=128, dropout=0.3, l2=1e-4, augment="photometric",
+              augment_copies=2, class_weight=True, source_balance=True, early_stopping=True,
+              temperature_scaling=True)
+
+RECIPES = {r.name: r for r in (PAPER, PAPER_AUG, LINEAR_PROBE, OURS)}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"recipe must be one of {sorted(RECIPES)}. Received: recipe={name!r}")
+    return RECIPES[name]
