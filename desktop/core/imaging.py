@@ -10,6 +10,15 @@ centre/width, else the full stored range), then MONOCHROME1 inversion, so
 bones are always white. Colour and non-projection images (CT, MR, ...) are
 refused with a clear message.
 
+Hostile files: sizes are checked before anything is decoded (PNG chunks and
+CRCs and IHDR size, the JPEG SOF size, DICOM Rows x Columns x frames x Bits
+Allocated against the bytes present and MAX_PIXELS, element lengths against the
+end of the file), compressed DICOM frames must be complete codestreams, and
+each transfer syntax has one decoder (DECODER_PLUGINS): python-gdcm only for
+JPEG Lossless, after its header is validated, because it aborts the process on
+some damaged data. Every failure is an ImageLoadError subclass naming the file;
+``tests/test_hostile.py`` and ``tests/test_fuzz_loader.py`` hold it to that.
+
 Patient data read here (:class:`StudyMetadata`) is never logged: the
 dataclass keeps identifying fields out of its ``repr``.
 """
@@ -358,6 +367,8 @@ def _other_format(head: bytes) -> str | None:
 # --------------------------------------------------------------------------
 
 
+#: A PNG of the largest accepted file size has ~65,000 chunks of the usual 8 KiB.
+MAX_PNG_CHUNKS = 1_000_000
 #: Smallest image accepted on either side, in pixels.
 MIN_SIDE = 16
 
@@ -384,7 +395,7 @@ def _check_png(data: bytes, label: str | None) -> None:
     pos = len(PNG_SIGNATURE)
     first = True
     end = len(data)
-    while True:
+    for _ in range(MAX_PNG_CHUNKS):
         if pos + 12 > end:
             raise CorruptImageError(label, "truncated PNG (file ends before the IEND chunk)")
         length = int.from_bytes(data[pos : pos + 4], "big")
@@ -412,6 +423,7 @@ def _check_png(data: bytes, label: str | None) -> None:
         if ctype == b"IEND":
             return
         pos = body_end + 4
+    raise CorruptImageError(label, f"damaged PNG (more than {MAX_PNG_CHUNKS} chunks)")
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
