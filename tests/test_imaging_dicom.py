@@ -298,3 +298,23 @@ def test_big_endian_and_deflated_transfer_syntaxes(ts: str) -> None:
     xray = load_xray(buf.getvalue(), name="encoded.dcm")
     assert xray.metadata.transfer_syntax == ts
     np.testing.assert_array_equal(xray.values, ref.values)
+
+
+@pytest.mark.parametrize("function", ["SIGMOID", "LINEAR_EXACT"])
+def test_voi_lut_function(function: str) -> None:
+    q = quantize(CHEST, 12)
+    center, width = 2000.0, 1500.0
+
+    def voi_function(ds: object) -> None:
+        ds.VOILUTFunction = function  # type: ignore[attr-defined]
+
+    xray = load_xray(dicom_bytes(q, bits_stored=12, window=(center, width), extra=voi_function))
+    assert xray.window.function == function
+    v = q.astype(np.float64)
+    if function == "SIGMOID":
+        expected = 1.0 / (1.0 + np.exp(-4.0 * (v - center) / width))
+    else:
+        expected = np.clip((v - (center - width / 2)) / width, 0, 1)
+    np.testing.assert_allclose(xray.pixels, expected, atol=2e-6)
+    # Re-rendering with the default window gives the default view.
+    np.testing.assert_allclose(xray.render(xray.window), xray.pixels, atol=1e-7)

@@ -100,22 +100,29 @@ TRANSFER_SYNTAX_DECODERS = {
 
 @dataclass(frozen=True)
 class Window:
-    """A linear display window in the image's own units (DICOM centre/width semantics).
+    """A display window in the image's own units (DICOM centre/width semantics).
 
     Values at or below ``low`` show black, at or above ``high`` white (before
-    MONOCHROME1 inversion, which :class:`XRay` applies).
+    MONOCHROME1 inversion, which :class:`XRay` applies). ``function`` is the DICOM
+    VOI LUT Function: ``LINEAR`` (the default), ``LINEAR_EXACT`` or ``SIGMOID``
+    (PS3.3 C.11.2.1.2-3).
     """
 
     center: float
     width: float
     name: str = ""
+    function: str = "LINEAR"
 
     @property
     def low(self) -> float:
+        if self.function == "LINEAR_EXACT":
+            return self.center - max(self.width, 1e-6) / 2.0
         return self.center - 0.5 - (max(self.width, 1.0) - 1.0) / 2.0
 
     @property
     def high(self) -> float:
+        if self.function == "LINEAR_EXACT":
+            return self.center + max(self.width, 1e-6) / 2.0
         return self.center - 0.5 + (max(self.width, 1.0) - 1.0) / 2.0
 
     @classmethod
@@ -125,7 +132,14 @@ class Window:
         return cls(center=float(low) + 0.5 + (width - 1.0) / 2.0, width=width, name=name)
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        """Map ``values`` linearly to a new float32 array in [0, 1] (one allocation)."""
+        """Map ``values`` to a new float32 array in [0, 1] (one allocation)."""
+        if self.function == "SIGMOID":
+            out = np.subtract(values, np.float32(self.center), dtype=np.float32)
+            out *= np.float32(-4.0 / max(self.width, 1e-6))
+            np.clip(out, -80.0, 80.0, out=out)  # exp stays finite
+            np.exp(out, out=out)
+            out += np.float32(1.0)
+            return np.reciprocal(out, out=out)
         low, high = self.low, self.high
         span = max(high - low, 1e-12)
         out = np.subtract(values, np.float32(low), dtype=np.float32)
@@ -1067,6 +1081,9 @@ def _windows(ds: Any) -> list[Window]:
         names = [str(n) for n in names_raw]
     else:
         names = [str(names_raw)]
+    function = _text(ds, "VOILUTFunction").upper()
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+        function = "LINEAR"
     out = []
     for i, (c, w) in enumerate(zip(cs, ws, strict=False)):
         try:
@@ -1076,7 +1093,7 @@ def _windows(ds: Any) -> list[Window]:
         if wf <= 0 or not np.isfinite(cf) or not np.isfinite(wf):
             continue
         label = names[i] if i < len(names) and names[i] else f"DICOM window {i + 1}"
-        out.append(Window(cf, wf, label))
+        out.append(Window(cf, wf, label, function))
     return out
 
 
