@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import struct
 import zlib
 from collections.abc import Callable, Iterable
@@ -609,18 +610,6 @@ def generate_corpus(folder: str | os.PathLike[str], truncation_offsets: int = 8)
 #: Regular expression the error message of each corpus file must match (filled by generate_corpus).
 CORPUS_MATCH: dict[str, str] = {}
 
-__all__ = [
-    "CORPUS_MATCH",
-    "HostileCase",
-    "dicom_bytes",
-    "generate_corpus",
-    "hostile_cases",
-    "jpeg_bytes",
-    "png_bytes",
-    "quantize",
-    "synthetic_chest",
-    "valid_samples",
-]
 
 
 # ---------------------------------------------------------------------------
@@ -674,11 +663,8 @@ def apply_mutations(data: bytes, ops: Iterable[Mutation], header_bias: int = 204
 MUTATION_KINDS = ("flip", "byte", "u16", "u16be", "u32", "u32be", "delete", "insert", "dup", "cut")
 
 
-def random_mutations(rng: object, max_ops: int = 6) -> list[Mutation]:
+def random_mutations(rng: random.Random, max_ops: int = 6) -> list[Mutation]:
     """Mutations drawn from a :class:`random.Random` (the long fuzz run)."""
-    import random
-
-    assert isinstance(rng, random.Random)
     ops: list[Mutation] = []
     for _ in range(rng.randint(1, max_ops)):
         kind = rng.choice(MUTATION_KINDS)
@@ -694,3 +680,24 @@ def random_mutations(rng: object, max_ops: int = 6) -> list[Mutation]:
             arg = rng.getrandbits(8)
         ops.append((kind, where, arg))
     return ops
+
+
+__all__ = [
+    "CORPUS_MATCH",
+    "INTERESTING",
+    "MUTATION_KINDS",
+    "HostileCase",
+    "Mutation",
+    "apply_mutations",
+    "dicom_bytes",
+    "dicom_jpeg_baseline",
+    "dicom_jpeg_lossless",
+    "generate_corpus",
+    "hostile_cases",
+    "jpeg_bytes",
+    "png_bytes",
+    "quantize",
+    "random_mutations",
+    "synthetic_chest",
+    "valid_samples",
+]
