@@ -264,6 +264,9 @@ def measure(bundle: Path, runs: int = 5, work: Path | None = None) -> dict[str, 
     sample = next(p for p in sample_files() if p.suffix.lower() == ".png")
     cli = cli_executable(bundle)
 
+    diag = run_frozen(cli, ["--diagnose"], env, work)
+    models = json.loads(diag.stdout).get("bundled_models") if diag.returncode == 0 else None
+
     first_runs: list[dict[str, Any]] = []
     for i in range(runs + 1):
         seconds, line, err, rc = time_first_line(cli, ["predict", sample], env, work)
@@ -287,6 +290,7 @@ def measure(bundle: Path, runs: int = 5, work: Path | None = None) -> dict[str, 
                     "python_building": platform.python_version()},
         "bundle": str(bundle),
         "budgets": BUDGETS,
+        "bundled_models": models,
         "bundle_size_mb": round(size / MB, 1),
         "first_prediction_s": first_pred,
         "first_prediction_first_run_s": first_runs[0]["seconds"],
@@ -328,7 +332,8 @@ def write_results(doc: dict[str, Any], out_dir: Path = RESULTS, stem: str = "fro
         "# Frozen application budgets",
         "",
         f"Measured {doc['created']} on {machine['platform']} ({machine['cpus']} CPUs) by "
-        f"`{doc['command']}` against `{doc['bundle']}`.",
+        f"`{doc['command']}` against `{doc['bundle']}` (models: "
+        f"{', '.join(doc.get('bundled_models') or []) or 'none'}).",
         "",
         "| what | measured | budget | within |",
         "|---|---|---|---|",

@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,47 +97,104 @@ def pyinstaller(py: Path, dist: Path, work: Path, clean: bool) -> float:
     return time.perf_counter() - start
 
 
-def strip_debug_info(bundle: Path) -> int:
-    """Linux: drop debug sections (``strip --strip-debug``) from bundled ELF files.
+_VENDORED = re.compile(r"-[0-9a-f]{8}\.so|\.libs/")  # auditwheel-vendored (patchelf'd) libraries
+_DLOPEN_CHECK = """
+import ctypes, sys
+for path in sys.argv[1:]:
+    try:
+        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    except OSError as exc:
+        print(path + "\\t" + str(exc))
+"""
 
-    Symbols stay (tracebacks from native crashes keep function names); only DWARF debug
-    info goes: ~45 MB, mostly libpython and a few wheels built with -g. A file that strip
-    cannot handle is left as it was.
+
+def _not_loadable(py: Path, bundle: Path, paths: list[Path]) -> dict[str, str]:
+    """Which of ``paths`` the dynamic loader refuses (path -> reason), in a child process."""
+    if not paths:
+        return {}
+    dirs = sorted({str(p.parent) for p in (bundle / "_internal").rglob("*.so*")})
+    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(dirs))
+    out = subprocess.run([str(py), "-c", _DLOPEN_CHECK, *map(str, paths)], env=env,
+                         capture_output=True, text=True, check=False, timeout=300).stdout
+    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
+def strip_debug_info(bundle: Path, py: Path) -> int:
+    """Linux: drop DWARF debug sections (``strip --strip-debug``) from bundled ELF files.
+
+    Symbols stay (native crash traces keep function names); only debug info goes: ~40 MB,
+    mostly libpython and a few wheels built with -g. Libraries vendored by auditwheel
+    (``*.libs/``, hashed names) are left alone: they were rewritten with patchelf, and strip
+    breaks such files ("ELF load command address/offset not page-aligned"). Every other
+    stripped file must still load (dlopen in a child process) or it is put back.
     """
     if not sys.platform.startswith("linux") or shutil.which("strip") is None:
         return 0
-    saved = 0
-    for path in sorted((bundle / "_internal").rglob("*.so*")):
-        if path.is_symlink() or not path.is_file():
+    internal = bundle / "_internal"
+    candidates: list[Path] = []
+    for path in sorted(internal.rglob("*.so*")):
+        rel = path.relative_to(internal).as_posix()
+        if path.is_symlink() or not path.is_file() or _VENDORED.search(rel):
             continue
         with open(path, "rb") as fh:
             data = fh.read()
-        if data[:4] != b"\x7fELF" or b".debug_info" not in data:
-            continue
-        tmp = path.with_name(path.name + ".strip-tmp")
-        done = subprocess.run(["strip", "--strip-debug", "-o", str(tmp), str(path)],
-                              capture_output=True, check=False)
-        if done.returncode == 0 and tmp.is_file() and tmp.stat().st_size < len(data):
-            saved += len(data) - tmp.stat().st_size
-            os.chmod(tmp, path.stat().st_mode)
-            os.replace(tmp, path)
-        else:
-            tmp.unlink(missing_ok=True)
+        if data[:4] == b"\x7fELF" and b".debug_info" in data:
+            candidates.append(path)
+    trusted = [p for p in candidates if p.name.startswith("libpython") or "lib-dynload" in p.parts]
+    checked = [p for p in candidates if p not in trusted]
+    before = _not_loadable(py, bundle, checked)
+    backup = Path(tempfile.mkdtemp(prefix="cxr-strip-"))
+    saved = 0
+    try:
+        originals: dict[Path, Path] = {}
+        for i, path in enumerate(candidates):
+            size = path.stat().st_size
+            copy = backup / f"{i}-{path.name}"
+            shutil.copy2(path, copy)
+            originals[path] = copy
+            done = subprocess.run(["strip", "--strip-debug", str(path)], capture_output=True,
+                                  check=False)
+            if done.returncode != 0:
+                shutil.copy2(copy, path)
+            else:
+                saved += size - path.stat().st_size
+        after = _not_loadable(py, bundle, checked)
+        for name, reason in after.items():
+            if name not in before:
+                path = Path(name)
+                saved -= originals[path].stat().st_size - path.stat().st_size
+                shutil.copy2(originals[path], path)
+                print(f"strip broke {path.name} ({reason.strip()}): restored")
+    finally:
+        shutil.rmtree(backup, ignore_errors=True)
     return saved
 
 
 def sanity_check(bundle: Path) -> None:
-    """The frozen app must start and find its pieces (decoders, Qt, onnxruntime)."""
+    """The frozen app must start and work: --diagnose, render a sample, selftest (models)."""
     exe = bundle / ("CXRScreener-cli.exe" if sys.platform == "win32" else "CXRScreener")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["QT_QPA_PLATFORM"] = "offscreen"
-    proc = subprocess.run([str(exe), "--diagnose"], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"the frozen app does not start: {exe} --diagnose exited "
-                         f"{proc.returncode}\n{proc.stderr[-3000:]}")
-    info = json.loads(proc.stdout)
-    print(f"frozen app starts: models {info.get('bundled_models')}, "
+
+    def run(*args: str) -> str:
+        proc = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env,
+                              timeout=300, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"the frozen app does not work: {exe.name} {' '.join(args)} exited "
+                             f"{proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        return proc.stdout
+
+    info = json.loads(run("--diagnose"))
+    with tempfile.TemporaryDirectory(prefix="cxr-sanity-") as tmp:
+        env["CXR_SCREENER_HOME"] = tmp
+        sample = next(iter(sorted((ROOT / "assets" / "samples").glob("*.png"))), None)
+        if sample is not None:
+            run("render", str(sample), "-o", str(Path(tmp) / "render.png"))
+        if info.get("bundled_models"):
+            run("selftest")
+        else:
+            print("WARNING: no model bundle in assets/models: the app cannot screen anything")
+    print(f"frozen app works: models {info.get('bundled_models')}, "
           f"Qt platforms {len(info.get('qt_platform_plugins', []))}, "
           f"onnxruntime {info.get('versions', {}).get('onnxruntime')}")
 
@@ -169,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.clean)
 
     bundle = args.dist.resolve() / NAME
-    stripped = strip_debug_info(bundle)
+    stripped = strip_debug_info(bundle, py)
     if stripped:
         print(f"stripped debug info: {stripped / 1024 / 1024:.0f} MB")
     sanity_check(bundle)
