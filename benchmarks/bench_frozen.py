@@ -83,6 +83,7 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
         env.update({
             "PATH": f"{root}\\System32",  # not {root}: py.exe lives there
             "SystemRoot": root,
+            "WINDIR": root,
             "SystemDrive": os.environ.get("SystemDrive", "C:"),
             "USERPROFILE": str(home),
             "LOCALAPPDATA": str(home / "AppData" / "Local"),
