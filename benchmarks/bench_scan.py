@@ -15,7 +15,9 @@ In one run, on the same files and with the same decoding pool:
 2. inference-only rate: ``Predictor.predict_inputs`` on preprocessed inputs,
    batches of 8, as the scan runs them;
 3. scan rate: ``cxr-screener scan`` (a fresh process, default workers) over
-   all N files; target >= 0.8 x the slower of (1) and (2);
+   all N files; target >= 0.8 x the slower of (1) and (2). The files are read
+   once beforehand (warm file cache) and (1) runs before and after the scans,
+   the faster run counting, so order effects cannot flatter the ratio;
 4. peak memory: the summed RSS of the scan process and its workers, sampled
    every 50 ms, for scans of the first 100 and of all N files (flat = no
    growth with N).
@@ -251,7 +253,7 @@ def main() -> int:
         env.setdefault("CXR_SCREENER_HOME", str(home))
         os.environ.update({k: v for k, v in env.items() if k.startswith("CXR_")})
         workers = args.workers if args.workers is not None else default_workers()
-        threads = inference_threads(workers)
+        threads = inference_threads()
         predictor = Predictor(get_bundle(name), threads=threads)  # as the scan configures it
         predictor_all = Predictor(get_bundle(name), threads=available_cpus())
         subsets: dict[int, Path] = {}
@@ -265,20 +267,28 @@ def main() -> int:
                 os.link(f, sub / f.name)
             subsets[s] = sub
 
+        print("reading every file once (warm the OS file cache: no order effect) ...", flush=True)
+        for f in sorted(folder.glob("img_*")):
+            f.read_bytes()
         print("decode-only ...", flush=True)
-        decode = decode_only_rate(folder, predictor.spec, args.workers)
-        print(f"  {decode}", flush=True)
+        decode_first = decode_only_rate(folder, predictor.spec, args.workers)
+        print(f"  {decode_first}", flush=True)
         print("inference-only ...", flush=True)
         infer = inference_only_rate(predictor, folder, min(args.n, 200))
         print(f"  {infer}", flush=True)
         infer_all = inference_only_rate(predictor_all, folder, min(args.n, 200))
         print(f"  all cores: {infer_all}", flush=True)
+        spec = predictor.spec
         del predictor, predictor_all
         scans = {}
         for s in sizes:
             print(f"scan of {s} files (cxr-screener scan) ...", flush=True)
             scans[s] = cli_scan(subsets[s], name, env, args.workers)
             print(f"  {scans[s]}", flush=True)
+        print("decode-only again (the faster of the two runs is used) ...", flush=True)
+        decode_again = decode_only_rate(folder, spec, args.workers)
+        print(f"  {decode_again}", flush=True)
+        decode = max(decode_first, decode_again, key=lambda d: d["rate_per_s"])
 
     full = scans[max(sizes)]
     slower = min(decode["rate_per_s"], infer["rate_per_s"])
@@ -296,6 +306,7 @@ def main() -> int:
         "decode_workers": workers,
         "inference_threads": threads,
         "decode_only": decode,
+        "decode_only_runs": [decode_first, decode_again],
         "inference_only": infer,
         "inference_only_all_cores": infer_all,
         "scan_over_slower_ratio_all_core_inference": round(
@@ -322,7 +333,7 @@ Images: {result['images']}. Model: {described}. {result['cpus']} cores: {workers
 
 | measure | rate | peak memory (scan + workers) |
 |---|---:|---:|
-| decode-only (read + decode + preprocess, same pool) | {decode['rate_per_s']:.2f} /s | |
+| decode-only (read + decode + preprocess, same pool; faster of 2 runs: {decode_first['rate_per_s']:.2f}, {decode_again['rate_per_s']:.2f}) | {decode['rate_per_s']:.2f} /s | |
 | inference-only (ONNX Runtime, batches of {infer['batch']}, {infer['threads']} thread(s), as in the scan) | {infer['rate_per_s']:.2f} /s | |
 | inference-only, all {infer_all['threads']} cores | {infer_all['rate_per_s']:.2f} /s | |
 {rows}

@@ -38,9 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--report", metavar="OUT.pdf", help="also write a PDF report of the whole scan")
     p.add_argument("--report-pages", action="store_true", help="add one page per study (with heatmap) to --report")
     p.add_argument("--anonymize", action="store_true", help="pseudonymise patient data in the --report PDF")
-    p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: cores - 1, at least 1)")
+    p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: one per core, at most 4)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="ONNX Runtime threads (default: the cores the decoding processes leave)")
+                   help="ONNX Runtime threads (default: half the cores, 1 to 4)")
     p.add_argument("--decode-timeout", type=float, default=None, metavar="S",
                    help="give up on a file that takes longer than S seconds to decode (default: 60)")
     p.add_argument("--operator", help="operator recorded in the audit log (default: $CXR_SCREENER_OPERATOR or login)")
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             check_writable_report.parent.mkdir(parents=True, exist_ok=True)
         check_writable(check_writable_report, overwrite=args.overwrite)
     workers = batch.default_workers() if args.workers is None else args.workers
-    threads = args.threads or batch.inference_threads(workers)
+    threads = args.threads or batch.inference_threads()
     # exit 2 on an unknown model / operating point, before any output
     loaded = load_model(args.model, args.operating_point, threads=threads)
     created = not out.exists()
