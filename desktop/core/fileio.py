@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import OutputError, OutputExistsError
 
@@ -35,7 +35,7 @@ def check_writable(path: str | os.PathLike[str], *, overwrite: bool = False) -> 
 @contextlib.contextmanager
 def atomic_open(
     path: str | os.PathLike[str], mode: str = "wb", *, overwrite: bool = False, encoding: str | None = None
-) -> Iterator[IO]:  # type: ignore[type-arg]
+) -> Iterator[IO[Any]]:
     """Open a temporary file for writing; on success it replaces ``path`` in one rename."""
     target = check_writable(path, overwrite=overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
