@@ -228,6 +228,13 @@ def cli_scan(folder: Path, model: str, env: dict[str, str], workers: int | None)
         }
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=500, help="number of images (default 500)")
@@ -298,7 +305,7 @@ def main() -> int:
     result = {
         "command": "python benchmarks/bench_scan.py " + " ".join(sys.argv[1:]),
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {_usable_cpus()} usable CPUs (of {os.cpu_count()}), Python {platform.python_version()}",
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "model": described,
         "images": f"{args.n} x {args.size}x{args.size}: half 8-bit PNG, half 16-bit DICOM (12 bits stored)",

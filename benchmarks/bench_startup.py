@@ -103,6 +103,13 @@ def summary(values: list[float]) -> dict[str, float]:
             "max_s": round(max(values), 3), "runs": len(values)}
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=7)
@@ -130,7 +137,7 @@ def main() -> int:
     result = {
         "command": "python benchmarks/bench_startup.py " + " ".join(sys.argv[1:]),
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {_usable_cpus()} usable CPUs (of {os.cpu_count()}), Python {platform.python_version()}",
         "model": described,
         "cli": " ".join(Path(c).name for c in cli),
         "target_first_line_s": TARGET_S,
