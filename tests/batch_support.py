@@ -70,7 +70,7 @@ def make_png(path: Path, seed: int, size: int = 96) -> Path:
     return path
 
 
-def make_folder(root: Path, n_good: int = 12, *, nested: bool = True) -> tuple[list[str], dict[str, str]]:
+def make_folder(root: Path, n_good: int = 12, *, nested: bool = True, size: int = 96) -> tuple[list[str], dict[str, str]]:
     """A folder of good PNGs (plus a copy of each real sample) and bad files.
 
     Returns (relative paths of good images, {relative path of bad file: expected error_kind}).
@@ -78,7 +78,7 @@ def make_folder(root: Path, n_good: int = 12, *, nested: bool = True) -> tuple[l
     good: list[str] = []
     for i in range(n_good):
         rel = f"sub{i % 3}/img_{i:03d}.png" if nested else f"img_{i:03d}.png"
-        make_png(root / rel, seed=i)
+        make_png(root / rel, seed=i, size=size)
         good.append(rel)
     for src in sample_images()[:3]:
         shutil.copy(src, root / src.name)

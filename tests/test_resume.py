@@ -51,7 +51,7 @@ def _complete_rows(path: Path) -> int:
 
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path, model_name: str) -> None:  # noqa: F811
     folder = tmp_path / "in"
-    good, bad = make_folder(folder, n_good=20)
+    good, bad = make_folder(folder, n_good=24, size=768)  # big enough to be caught mid-scan
     out = tmp_path / "out"
     csv_path = out / "results.csv"
     cmd = cli_cmd("scan", str(folder), "--model", model_name, "--out", str(out), "--resume",
@@ -66,10 +66,10 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, model_name: str) 
                                 start_new_session=True)
         # A random moment: sometimes during start-up, mostly while rows are being written.
         if attempt % 3 == 0:
-            time.sleep(rng.uniform(0.05, 1.0))
+            time.sleep(rng.uniform(0.05, 0.6))
         else:
             deadline = time.monotonic() + 60
-            target = before + rng.randint(1, 4)
+            target = before + rng.randint(1, 3)
             while proc.poll() is None and time.monotonic() < deadline:
                 if csv_path.exists() and csv_path.read_bytes().count(b"\n") - 1 >= target:
                     break

@@ -609,8 +609,10 @@ def _worker_main(conn: Connection, spec_dict: dict[str, Any], want_xray: bool, d
 class _Worker:
     proc: Any
     conn: Connection
-    task: tuple[int, str] | None = None  # (task id, path)
-    started: float = 0.0
+    #: queued (task id, path, expected sha256); the head is being decoded
+    tasks: deque[tuple[int, str, str | None]] = field(default_factory=deque)
+    started: float = 0.0  # when the head task started (or the worker was started)
+    ready: bool = False  # its start-up "ready" message has arrived
 
 
 class _PoolUnavailable(RuntimeError):
@@ -618,7 +620,13 @@ class _PoolUnavailable(RuntimeError):
 
 
 class _DecodePool:
-    """Worker processes with a per-task timeout; a hung or dead worker is replaced."""
+    """Worker processes, two files queued each, a per-file timeout; a hung or dead worker is replaced.
+
+    The second queued file lets a worker go on decoding while the main
+    process is busy with the model and does not collect results at once.
+    """
+
+    DEPTH = 2
 
     def __init__(self, n: int, spec_dict: dict[str, Any], want_xray: bool, timeout: float,
                  start_timeout: float = 60.0, decode_fn: DecodeFn | None = None) -> None:
@@ -627,12 +635,14 @@ class _DecodePool:
         self.spec_dict = spec_dict
         self.want_xray = want_xray
         self.timeout = timeout
+        self.start_timeout = start_timeout
         self.workers: list[_Worker] = []
         try:
             self.workers = [self._start() for _ in range(n)]
             for w in self.workers:
                 if not w.conn.poll(start_timeout) or w.conn.recv() != "ready":
                     raise _PoolUnavailable("a decoding worker did not start")
+                w.ready = True
         except (OSError, EOFError, RuntimeError, ValueError) as exc:
             self.close()
             raise _PoolUnavailable(str(exc)) from exc
@@ -644,51 +654,63 @@ class _DecodePool:
         )
         proc.start()
         child.close()
-        return _Worker(proc, parent)
+        return _Worker(proc, parent, started=time.monotonic())
 
     def idle(self) -> _Worker | None:
-        return next((w for w in self.workers if w.task is None), None)
+        free = [w for w in self.workers if len(w.tasks) < self.DEPTH]
+        return min(free, key=lambda w: len(w.tasks)) if free else None
 
     def submit(self, worker: _Worker, task_id: int, path: str, expected: str | None) -> None:
-        worker.task = (task_id, path)
-        worker.started = time.monotonic()
+        if not worker.tasks and worker.ready:
+            worker.started = time.monotonic()
+        worker.tasks.append((task_id, path, expected))
         try:
             worker.conn.send((task_id, path, expected))
         except (BrokenPipeError, OSError):
             pass  # noticed as a dead worker by poll()
 
+    def _deadline(self, w: _Worker) -> float:
+        return w.started + (self.timeout if w.ready else self.start_timeout + self.timeout)
+
     def poll(self, timeout: float) -> list[tuple[int, _Decoded]]:
-        busy = [w for w in self.workers if w.task is not None]
+        busy = [w for w in self.workers if w.tasks]
         if not busy:
             return []
-        now = time.monotonic()
-        nearest = min(w.started + self.timeout for w in busy) - now
+        nearest = min(self._deadline(w) for w in busy) - time.monotonic()
         ready = wait([w.conn for w in busy], timeout=max(0.0, min(timeout, nearest)))
         out: list[tuple[int, _Decoded]] = []
         for w in busy:
-            assert w.task is not None
-            task_id, path = w.task
             if w.conn in ready:
                 try:
-                    got = w.conn.recv()
+                    while w.tasks and w.conn.poll():
+                        got = w.conn.recv()
+                        now = time.monotonic()
+                        if got == "ready":
+                            w.ready, w.started = True, now
+                        elif isinstance(got, tuple) and w.tasks and got[0] == w.tasks[0][0]:
+                            w.tasks.popleft()
+                            out.append((got[0], got[1]))
+                            w.started = now
                 except (EOFError, OSError):
+                    task_id, path, _ = w.tasks.popleft()
                     out.append((task_id, _Decoded("error", error=f"{path}: the decoder crashed on this file",
                                                   error_kind="crash")))
                     self._replace(w)
                     continue
-                if isinstance(got, tuple) and got[0] == task_id:
-                    out.append((task_id, got[1]))
-                    w.task = None
-            elif time.monotonic() - w.started > self.timeout:
+            if w.tasks and time.monotonic() > self._deadline(w):
+                task_id, path, _ = w.tasks.popleft()
                 out.append((task_id, _Decoded("error", error=f"{path}: decoding took longer than {self.timeout:g} s; given up",
                                               error_kind="timeout")))
                 self._replace(w)
         return out
 
     def _replace(self, w: _Worker) -> None:
+        """Kill ``w``, start a new worker and hand it the files ``w`` still had queued."""
         self._kill(w)
-        i = self.workers.index(w)
-        self.workers[i] = self._start()  # its "ready" arrives before its first result
+        fresh = self._start()
+        self.workers[self.workers.index(w)] = fresh
+        for task_id, path, expected in w.tasks:
+            self.submit(fresh, task_id, path, expected)
 
     @staticmethod
     def _kill(w: _Worker) -> None:
@@ -701,12 +723,12 @@ class _DecodePool:
 
     def close(self) -> None:
         for w in self.workers:
-            if w.task is None:
+            if not w.tasks:
                 with contextlib.suppress(Exception):
                     w.conn.send(None)
         deadline = time.monotonic() + 2.0
         for w in self.workers:
-            if w.task is None:
+            if not w.tasks:
                 with contextlib.suppress(Exception):
                     w.proc.join(max(0.0, deadline - time.monotonic()))
             self._kill(w)
@@ -847,7 +869,7 @@ def scan(
             except _PoolUnavailable as exc:
                 log.warning("decoding processes unavailable (%s): decoding in threads instead", exc)
                 pool = _ThreadPool(n_workers, model.spec, want_xray, decode_timeout, decode_fn=decode_fn)
-        window = max(2, (n_workers or 1) * 2 + (1 if want_xray else batch_size))
+        window = max(2, (n_workers or 1) * _DecodePool.DEPTH + (1 if want_xray else batch_size))
         yield from _run(entries, done, model, pool, writer, heat_root, cancel, progress, window,
                         max(1, batch_size), want_xray, audit, stats, decode_fn or _decode_one)
     finally:
@@ -897,11 +919,9 @@ def _run(
             log.exception("progress callback failed")
 
     report()
-    while next_out < n:
-        if cancel is not None and cancel.cancelled:
-            stats.cancelled = True
-            break
-        # Hand out work, keeping at most `window` files between dispatch and output.
+    def fill() -> None:
+        """Hand out work, keeping at most ``window`` files between dispatch and output."""
+        nonlocal next_dispatch
         while next_dispatch < n and next_dispatch - next_out < window:
             entry = entries[next_dispatch]
             recorded = done.get(entry.rel)
@@ -915,15 +935,23 @@ def _run(
             elif pool is not None:
                 worker: Any = pool.idle()
                 if worker is None:
-                    break
+                    return
                 pool.submit(worker, next_dispatch, entry.path, recorded)
             else:
                 queue.append(next_dispatch)
             next_dispatch += 1
+
+    while next_out < n:
+        if cancel is not None and cancel.cancelled:
+            stats.cancelled = True
+            break
+        fill()
         if pool is not None:
-            if next_out not in ready:
-                for task_id, got in pool.poll(0.2):
-                    ready[task_id] = got
+            # Collect whatever is finished (wait only if the next file is not), then give the
+            # freed workers new files *before* the model runs, so decoding overlaps inference.
+            for task_id, got in pool.poll(0.0 if next_out in ready else 0.2):
+                ready[task_id] = got
+            fill()
         elif next_out not in ready and queue:
             i = queue.popleft()
             ready[i] = decode_fn(entries[i].path, done.get(entries[i].rel), spec, want_xray)

@@ -183,6 +183,8 @@ def _summary(stats: Any, results_csv: Any, *, interrupted: bool, audit_failed: s
         + (f", {stats.ignored} documents ignored." if stats.ignored else "."),
         f"Results: {results_csv}",
     ]
+    if stats.total == 0:
+        lines.insert(0, "No files to screen in this folder (hidden files, documents and our own outputs are skipped).")
     if audit_failed:
         lines.append(f"warning: {audit_failed}")
     for line in lines:
