@@ -496,3 +496,19 @@ def test_documents_are_ignored_unless_they_are_images(tmp_path: Path) -> None:
     assert by["mislabelled.txt"].status == "ok"
     assert by["data.bin"].error_kind == "not_an_image"
     assert stats.ignored == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_unreadable_file_is_an_error_row_even_for_root(tmp_path: Path) -> None:
+    """/proc/self/mem is a regular file whose read fails with EIO, whoever reads it."""
+    folder = tmp_path / "in"
+    make_png(folder / "a.png", 1)
+    os.symlink("/proc/self/mem", folder / "b_unreadable.png")
+    make_png(folder / "c.png", 3)
+    by = {r.relpath: r for r in _scan(folder, tmp_path / "out")}
+    assert by["a.png"].status == "ok"
+    assert by["c.png"].status == "ok"
+    assert by["b_unreadable.png"].error_kind == "access"
+    assert "cannot read" in by["b_unreadable.png"].error
+    # resume does not retry it and does not duplicate it
+    assert _scan(folder, tmp_path / "out", resume=True) == []
