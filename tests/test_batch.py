@@ -512,3 +512,16 @@ def test_unreadable_file_is_an_error_row_even_for_root(tmp_path: Path) -> None:
     assert "cannot read" in by["b_unreadable.png"].error
     # resume does not retry it and does not duplicate it
     assert _scan(folder, tmp_path / "out", resume=True) == []
+
+
+def test_resume_refuses_to_mix_models(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    make_png(folder / "a.png", 1)
+    make_png(folder / "b.png", 2)
+    out = tmp_path / "out"
+    _scan(folder, out, operating_point="screening")
+    before = (out / "results.csv").read_bytes()
+    with pytest.raises(OutputError, match="would mix them"):
+        _scan(folder, out, resume=True, operating_point="other")
+    assert (out / "results.csv").read_bytes() == before
+    assert _scan(folder, out, resume=True, operating_point="screening") == []

@@ -169,6 +169,11 @@ def test_scan_all_ok_exit_0_and_no_overwrite_without_asking(tmp_path: Path, mode
     assert resumed.returncode == 0
     assert "3 already done" in resumed.stderr
     assert (out / "results.csv").read_bytes() == before
+    mixed = run_cli("scan", str(folder), "--model", model_name, "--out", str(out), "--resume",
+                    "--operating-point", "high_sensitivity")
+    assert mixed.returncode == 2
+    assert "would mix them" in mixed.stderr
+    assert (out / "results.csv").read_bytes() == before
     replaced = run_cli("scan", str(folder), "--model", model_name, "--out", str(out), "--overwrite")
     assert replaced.returncode == 0
     assert len(read_csv(out / "results.csv")[1]) == 3

@@ -350,6 +350,7 @@ class ResultsWriter:
     def __init__(self, path: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> None:
         self.path = Path(path)
         self.done: dict[str, str] = {}  # relpath -> sha256 of rows already in the file
+        self.models: set[tuple[str, str, str]] = set()  # (model, version, operating point) of its ok rows
         self.rows_before = 0
         self.repaired = False
         self._fd: int | None = None
@@ -406,6 +407,8 @@ class ResultsWriter:
                 log.warning("%s: damaged row after %d rows, cut off", p, self.rows_before)
                 break
             self.done[row[0]] = row[1]
+            if row[2] == "ok":
+                self.models.add((row[5], row[6], row[9]))
             self.rows_before += 1
             offset += len(line.encode())
         if offset != len(data):
@@ -845,6 +848,19 @@ def scan(
     stats = stats if stats is not None else ScanStats()
     model = _Model(predictor, operating_point)
     writer = ResultsWriter(results_csv, resume=resume, overwrite=overwrite) if results_csv is not None else None
+    if writer is not None and writer.models:
+        current = (model.name, model.version, model.operating_point or "")
+        known_op = model.operating_point is not None  # a stand-in without a card may not know it yet
+        others = sorted(m for m in writer.models if m[:2] != current[:2] or (known_op and m[2] != current[2]))
+        if others:
+            writer.close()
+            name, version, op = others[0]
+            raise OutputError(
+                writer.path,
+                f"holds results of model {name} {version} at operating point {op!r}; this scan uses "
+                f"{current[0]} {current[1]} at {current[2]!r} and would mix them",
+                "resume with the same --model and --operating-point, or choose another --out",
+            )
     heat_root = Path(heatmap_dir) if heatmap_dir is not None else None
     pool: _DecodePool | _ThreadPool | None = None
     try:

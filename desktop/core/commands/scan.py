@@ -7,7 +7,8 @@ a summary at the end. Ctrl-C stops cleanly.
 
 Exit code 0 if every file was screened, 1 if any file failed (its row says
 why) or the scan was cut short by a disk error, 2 for usage errors (unknown
-model, results.csv exists without --resume/--overwrite...), 130 after Ctrl-C.
+model, results.csv exists without --resume/--overwrite, resuming with another
+model...), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     _summary(stats, results_csv, interrupted=interrupted, audit_failed=audit.failed)
     if failure is not None:
         _err(f"cxr-screener scan: {failure}")
-        return 1
+        return 2 if stats.done == 0 else 1  # refused before any work: a usage error
     if interrupted:
         _err("cxr-screener scan: interrupted; the rows written so far are kept (continue with --resume)")
         return 130
