@@ -525,3 +525,17 @@ def test_resume_refuses_to_mix_models(tmp_path: Path) -> None:
         _scan(folder, out, resume=True, operating_point="other")
     assert (out / "results.csv").read_bytes() == before
     assert _scan(folder, out, resume=True, operating_point="screening") == []
+
+
+def test_file_names_cannot_inject_spreadsheet_formulas(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    names = ["=HYPERLINK(1).png", "+1.png", "-2.png", "@x.png", "'quoted.png", "plain.png"]
+    for i, name in enumerate(names):
+        make_png(folder / name, i)
+    out = tmp_path / "out"
+    _scan(folder, out)
+    _, rows = read_csv(out / "results.csv")
+    for row in rows:
+        assert not row["path"].startswith(("=", "+", "-", "@")), row["path"]
+    assert {r.relpath for r in read_results(out / "results.csv")} == set(names)
+    assert _scan(folder, out, resume=True) == []  # escaped names still match on resume

@@ -114,7 +114,7 @@ class ScanResult:
             return "" if value is None else format(value, fmt)
 
         return [
-            self.relpath or self.path,
+            csv_text(self.relpath or self.path),
             self.sha256,
             self.status,
             self.label or "",
@@ -122,7 +122,7 @@ class ScanResult:
             self.model,
             self.model_version,
             num(self.threshold, ".6g"),
-            _one_line(self.error or ""),
+            csv_text(_one_line(self.error or "")),
             self.operating_point or "",
             self.error_kind or "",
         ]
@@ -160,6 +160,20 @@ class ScanStats:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+#: A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_text(value: str) -> str:
+    """``value`` made safe for spreadsheets: a leading formula character gets a ``'`` before it."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def csv_value(cell: str) -> str:
+    """The inverse of :func:`csv_text` (what the file name or message really is)."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_START) else cell
 
 
 # --------------------------------------------------------------------------
@@ -406,7 +420,7 @@ class ResultsWriter:
             if len(row) != len(CSV_COLUMNS) or row[2] not in ("ok", "error"):
                 log.warning("%s: damaged row after %d rows, cut off", p, self.rows_before)
                 break
-            self.done[row[0]] = row[1]
+            self.done[csv_value(row[0])] = row[1]
             if row[2] == "ok":
                 self.models.add((row[5], row[6], row[9]))
             self.rows_before += 1
@@ -485,7 +499,7 @@ def read_results(path: str | os.PathLike[str], *, folder: str | os.PathLike[str]
             i = index.get(name)
             return row[i] if i is not None else ""
 
-        rel = get("path")
+        rel = csv_value(get("path"))
         full = str(Path(folder) / rel) if folder is not None else rel
         rows[rel] = ScanResult(
             path=full,
@@ -497,7 +511,7 @@ def read_results(path: str | os.PathLike[str], *, folder: str | os.PathLike[str]
             model_version=get("model_version"),
             operating_point=get("operating_point") or None,
             threshold=float(get("threshold")) if get("threshold") else None,
-            error=get("error") or None,
+            error=csv_value(get("error")) or None,
             error_kind=get("error_kind") or None,
             relpath=rel,
         )
@@ -1141,6 +1155,8 @@ __all__ = [
     "RESULTS_NAME",
     "CancelToken",
     "ResultsWriter",
+    "csv_text",
+    "csv_value",
     "ScanResult",
     "ScanStats",
     "available_cpus",
