@@ -15,9 +15,7 @@ from pathlib import Path
 
 
 def _name(path: str | Path | None) -> str:
-    if path is None:
-        return "<bytes>"
-    return str(path)
+    return "<bytes>" if path is None else str(path)
 
 
 class CXRError(Exception):
@@ -29,7 +27,8 @@ class CXRError(Exception):
         self.path = None if path is None else str(path)
         self.reason = reason
         self.hint = hint
-        message = f"{_name(path)}: {reason}"
+        # Errors about no particular file (an unknown model name, say) are just the reason.
+        message = reason if path is None and isinstance(self, (ModelError, OutputError)) else f"{_name(path)}: {reason}"
         if hint:
             message += f" ({hint})"
         super().__init__(message)
