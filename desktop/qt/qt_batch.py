@@ -506,13 +506,15 @@ class QtBatchWidget(QWidget):
             return
         assert self.results_csv is not None
         if resume:
-            models = {r.model for r in self.results if r.model}
-            if models and bundle.name not in models:
+            made_with = {(r.model, r.operating_point or "") for r in self.results if r.ok and r.model}
+            if made_with and (bundle.name, op or bundle.card.default_operating_point) not in made_with:
+                before = ", ".join(f"{m} at operating point {o or 'default'}" for m, o in sorted(made_with))
                 self.errors.show_message(
                     "Resume with the same model",
-                    f"The saved results of this folder were made with the model {', '.join(sorted(models))}; "
-                    f"the model chosen now is {bundle.name}. Choose that model again to resume, or press "
-                    "Start scan to check every file with the model chosen now.",
+                    f"The saved results of this folder were made with {before}; now {bundle.name} at "
+                    f"operating point {op or 'default'} is chosen. Choose the same model and operating point "
+                    "again (on the Image tab) to resume, or press Start scan to check every file with the "
+                    "current choice.",
                 )
                 return
         if not resume:
