@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=float, default=0.15)
     t.add_argument("--test-fraction", type=float, default=0.15)
     t.add_argument("--audit", action="store_true", help="also run the audit")
+    t.add_argument("--input-size", type=int, default=224, help="model input size (default %(default)s)")
     t.add_argument("--out", required=True, help="run folder to write")
     t.add_argument("--export", default=None, metavar="BUNDLE_DIR", help="also export the bundle there")
     t.add_argument("--name", default=None, help="bundle name (with --export)")
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--recipes", default="linear_probe,paper,paper_aug,ours")
     c.add_argument("--out", required=True)
     c.add_argument("--n-boot", type=int, default=1000)
+    c.add_argument("--protocols", default="random,loso", help="random and/or loso (default %(default)s)")
     return ap
 
 
@@ -110,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             from .pipeline import audit_run
 
-            audit_run(args.run, dataset, weights=args.base_weights, cache_dir=args.cache_dir, seed=args.seed)
+            res = audit_run(args.run, dataset, weights=args.base_weights, cache_dir=args.cache_dir, seed=args.seed)
+            _say(json.dumps(res, indent=1, default=float))
             return 0
         if args.command == "export":
             from .pipeline import export_run
@@ -118,18 +122,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             loso = None
             if args.loso:
                 loso = _loso_summary(json.loads(Path(args.loso).read_text()))
-            export_run(args.run, dataset, args.out, name=args.name, version=args.version,
+            out = export_run(args.run, dataset, args.out, name=args.name, version=args.version,
                              default=args.default, overwrite=args.overwrite, weights=args.base_weights,
                              loso=loso, cache_dir=args.cache_dir)
+            _say(str(out))
             return 0
         if args.command == "compare":
             from .compare import compare
 
             recipes = [get_recipe(r.strip()) for r in args.recipes.split(",") if r.strip()]
             compare(dataset, recipes, out_dir=args.out, architecture=args.arch, weights=_weights(args),
-                    cache_dir=args.cache_dir, seed=args.seed, n_boot=args.n_boot, show_progress=True)
+                    cache_dir=args.cache_dir, seed=args.seed, n_boot=args.n_boot, show_progress=True,
+                    protocols=[p.strip() for p in args.protocols.split(",") if p.strip()])
+            _say((Path(args.out) / "comparison.md").read_text())
             return 0
-    except (CXRError, ValueError, FileExistsError):
+    except (CXRError, ValueError, FileExistsError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
         return 2
     return 1
 
@@ -160,12 +168,14 @@ def _train(args: argparse.Namespace, dataset: object) -> int:
     model, results = train_run(dataset, recipe, args.out, architecture=args.arch, weights=weights,  # type: ignore[arg-type]
                                holdout_sources=tuple(args.holdout_source), val_fraction=args.val_fraction,
                                test_fraction=args.test_fraction, seed=args.seed, cache_dir=args.cache_dir,
-                               audit=args.audit, show_progress=not args.no_progress)
-    {part: {"auroc": r["auroc"], "auroc_ci": r["auroc_ci"], "ece": r["ece"]}
+                               audit=args.audit, show_progress=not args.no_progress, input_size=args.input_size)
+    summary = {part: {"auroc": r["auroc"], "auroc_ci": r["auroc_ci"], "ece": r["ece"]}
                for part, r in results["evaluation"].items()}
+    _say(json.dumps({"run": args.out, "train_seconds": results["train_seconds"], **summary}, indent=1))
     if args.export:
-        export_run(args.out, dataset, args.export, name=args.name or Path(args.export).name,  # type: ignore[arg-type]
+        out = export_run(args.out, dataset, args.export, name=args.name or Path(args.export).name,  # type: ignore[arg-type]
                          default=args.default, overwrite=args.overwrite, weights=weights, cache_dir=args.cache_dir)
+        _say(str(out))
     return 0
 
 
@@ -176,12 +186,20 @@ def _evaluate(args: argparse.Namespace, dataset: object) -> int:
     if args.bundle:
         res = evaluate_bundle(args.bundle, dataset, out_dir=args.out,  # type: ignore[arg-type]
                               operating_point=args.operating_point)
-        res["overall"]
+        o = res["overall"]
     else:
         model, _ = load_run(args.run, weights=args.base_weights)
         res = evaluate_model(model, dataset, cache_dir=args.cache_dir, plot_dir=args.out)  # type: ignore[arg-type]
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "evaluation.json").write_text(json.dumps(res, indent=1, default=float))
-        res.get("test") or res.get("validation") or {}
+        o = res.get("test") or res.get("validation") or {}
+    _say(json.dumps({k: o.get(k) for k in ("auroc", "auroc_ci", "ece", "sensitivity", "specificity")},
+                    indent=1, default=float))
     return 0
+
+
+def _say(text: str) -> None:
+    """Command output (results) on stdout; diagnostics go through logging."""
+    sys.stdout.write(text.rstrip("\n") + "\n")
+    sys.stdout.flush()

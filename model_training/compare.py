@@ -69,6 +69,8 @@ def summarize_test(model: TrainedModel, dataset: Dataset, index: Sequence[int], 
     thr = ops.get("high_sensitivity", 0.5)
     res: dict[str, Any] = {"overall": evaluate_predictions(y, p, pats, thr, n_boot=n_boot)}
     res["overall"]["accuracy_at_0.5"] = float(((p >= 0.5) == (y == 1)).mean())
+    res["at_0.5"] = {k: v for k, v in evaluate_predictions(y, p, pats, 0.5, n_boot=n_boot).items()
+                     if k.startswith(("accuracy", "sensitivity", "specificity"))}
     res["overall"]["balanced_threshold_metrics"] = {
         k: v for k, v in evaluate_predictions(y, p, pats, ops.get("balanced", 0.5), n_boot=0).items()
         if k in ("accuracy", "sensitivity", "specificity", "threshold")}
@@ -137,23 +139,21 @@ def fmt_ci(res: dict[str, Any], key: str) -> str:
 
 
 def comparison_table(results: dict[str, dict[str, Any]]) -> str:
-    """Markdown table: one row per recipe; random split and LOSO folds, AUROC with 95% CIs."""
-    lines = ["| recipe | random split: accuracy | random split: AUROC | F1 radiographydb AUROC | "
-             "F2 siim+shenzhen AUROC | F3 ieee8023+figure1 AUROC | F1-F3 pooled AUROC | "
-             "F4 train radiographydb only: AUROC | F4 PA films only: AUROC |",
+    """Markdown table: one row per recipe; random split and LOSO folds, with 95% CIs."""
+    lines = ["| recipe | random split: AUROC | random split: accuracy (p >= 0.5) | random split: sens / spec "
+             "at the high-sensitivity point | F1 radiographydb | F2 siim+shenzhen | F3 ieee8023+figure1 | "
+             "F4 trained on radiographydb only | F4, PA films only |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        rnd = r.get("random", {}).get("folds", {}).get("random", {}).get("overall", {})
+        rnd_fold = r.get("random", {}).get("folds", {}).get("random", {})
+        rnd = rnd_fold.get("overall", {})
         loso = r.get("loso", {}).get("folds", {})
-        acc = (f"{rnd['accuracy']:.3f} [{rnd['accuracy_ci'][0]:.3f}, {rnd['accuracy_ci'][1]:.3f}]"
-               if rnd else "n/a")
-        cells = [name, acc, fmt_ci(rnd, "auroc") if rnd else "n/a"]
-        for f in ("F1", "F2", "F3"):
+        cells = [name, fmt_ci(rnd, "auroc") if rnd else "n/a",
+                 fmt_ci(rnd_fold["at_0.5"], "accuracy") if "at_0.5" in rnd_fold else "n/a",
+                 f"{rnd['sensitivity']:.3f} / {rnd['specificity']:.3f}" if rnd else "n/a"]
+        for f in ("F1", "F2", "F3", "F4"):
             cells.append(fmt_ci(loso[f]["overall"], "auroc") if f in loso else "n/a")
-        pooled = r.get("loso", {}).get("pooled_F1_F3")
-        cells.append(fmt_ci(pooled, "auroc") if pooled else "n/a")
         f4 = loso.get("F4", {})
-        cells.append(fmt_ci(f4["overall"], "auroc") if f4 else "n/a")
         cells.append(fmt_ci(f4["pa_only"], "auroc") if f4.get("pa_only") else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -174,23 +174,35 @@ def normals_table(results: dict[str, dict[str, Any]]) -> str:
 def compare(dataset: Dataset, recipes: Sequence[Recipe], *, out_dir: str | os.PathLike[str],
             architecture: str = "mobilenet", weights: str | None = "imagenet",
             cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, n_boot: int = 1000,
-            show_progress: bool = False) -> dict[str, Any]:
-    """Run every recipe on the random split and LOSO; write ``comparison.json`` and ``comparison.md``."""
+            show_progress: bool = False, merge: bool = True,
+            protocols: Sequence[str] = ("random", "loso")) -> dict[str, Any]:
+    """Run every recipe on the random split and LOSO; write ``comparison.json`` and ``comparison.md``
+    (``merge``: results of recipes already in ``comparison.json`` are kept, so recipes can be run apart)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
+    if merge and (out / "comparison.json").is_file():  # keep recipes compared earlier (same data/backbone)
+        results = json.loads((out / "comparison.json").read_text())
     for recipe in recipes:
-        results[recipe.name] = {
-            proto: run_protocol(dataset, recipe, protocol=proto, architecture=architecture, weights=weights,
-                                cache_dir=cache_dir, seed=seed, n_boot=n_boot, show_progress=show_progress,
-                                plot_dir=out)
-            for proto in ("random", "loso")}
+        results.setdefault(recipe.name, {})
+        for proto in protocols:
+            results[recipe.name][proto] = run_protocol(
+                dataset, recipe, protocol=proto, architecture=architecture, weights=weights, cache_dir=cache_dir,
+                seed=seed, n_boot=n_boot, show_progress=show_progress, plot_dir=out)
+            _write(out, results, dataset, architecture, weights, seed, n_boot)  # after each: partial results kept
+    _write(out, results, dataset, architecture, weights, seed, n_boot)
+    return results
+
+
+def _write(out: Path, results: dict[str, Any], dataset: Dataset, architecture: str, weights: str | None,
+           seed: int, n_boot: int) -> None:
+    order = ["linear_probe", "paper", "paper_aug", "ours"]
+    results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     (out / "comparison.json").write_text(json.dumps(results, indent=1, default=float))
     md = ["# Recipe comparison", "",
           f"Data: {len(dataset)} images, {dataset.summary()['patients']} patients; backbone {architecture}, "
           f"weights {Path(weights).name if weights and os.path.exists(weights) else weights}; seed {seed}; "
           f"95% CIs: {n_boot} bootstrap resamples of patients. Generated by `python -m model_training compare`.",
-          "", "## AUROC (accuracy on the random split) with 95% CIs", "", comparison_table(results),
+          "", "## AUROC (and random-split accuracy) with 95% CIs; LOSO columns are AUROC", "", comparison_table(results),
           "", "## Scores by source in the held-out folds", "", normals_table(results)]
     (out / "comparison.md").write_text("\n".join(md))
-    return results

@@ -3,6 +3,8 @@
 ``paper``: Flatten -> Dense 512 relu -> Dense 256 relu -> Dense 2 softmax.
 ``gap_linear``: GlobalAveragePooling -> Dense 2 softmax (the linear probe; fitted by logistic regression).
 ``gap_dense``: GlobalAveragePooling -> Dropout -> Dense ``hidden`` relu -> Dropout -> Dense 2 softmax.
+``flatten_dense``: Flatten -> Dropout -> Dense ``hidden`` relu (L2) -> Dropout -> Dense 2 softmax: keeps
+where in the image a feature is (as the paper's head) with far fewer weights.
 The same function builds the head on the full model and on cached features,
 so trained weights move between them by layer name.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-HEADS = ("paper", "gap_linear", "gap_dense")
+HEADS = ("paper", "gap_linear", "gap_dense", "flatten_dense")
 #: VGG19's paper head sits after block5_pool; the Grad-CAM layer is block5_conv4.
 
 
@@ -36,6 +38,12 @@ def apply_head(x: Any, kind: str, *, hidden: int = 128, dropout: float = 0.3, l2
         x = layers.Dense(512, activation="relu", name="head_dense1", kernel_initializer=init)(x)
         x = layers.Dense(256, activation="relu", name="head_dense2",
                          kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1))(x)
+    elif kind == "flatten_dense":
+        x = layers.Flatten(name="head_flatten")(x)
+        x = layers.Dropout(dropout, seed=seed, name="head_dropout1")(x)
+        x = layers.Dense(hidden, activation="relu", kernel_regularizer=reg, name="head_dense1",
+                         kernel_initializer=init)(x)
+        x = layers.Dropout(dropout, seed=seed + 1, name="head_dropout2")(x)
     elif kind == "gap_linear":
         if not pooled_input:
             x = layers.GlobalAveragePooling2D(name="head_gap")(x)
@@ -49,6 +57,11 @@ def apply_head(x: Any, kind: str, *, hidden: int = 128, dropout: float = 0.3, l2
     return layers.Dense(2, activation="softmax", kernel_regularizer=reg if kind != "paper" else None,
                         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 2),
                         name="head_logits")(x)
+
+
+def needs_pre_pool(architecture: str, head: str) -> bool:
+    """VGG19's flatten heads sit on block5_pool (one 2x2 max pool after the Grad-CAM layer block5_conv4)."""
+    return architecture == "vgg19" and head in ("paper", "flatten_dense")
 
 
 def head_layer_names(model: Any) -> list[str]:

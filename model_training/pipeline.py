@@ -67,13 +67,14 @@ def train_run(dataset: Dataset, recipe: Recipe, out_dir: str | os.PathLike[str],
               architecture: str = "mobilenet", weights: str | None = "imagenet",
               holdout_sources: tuple[str, ...] = (), val_fraction: float = 0.15, test_fraction: float = 0.15,
               seed: int = 0, cache_dir: str | os.PathLike[str] | None = None, audit: bool = False,
-              show_progress: bool = False, n_boot: int = 1000) -> tuple[TrainedModel, dict[str, Any]]:
+              show_progress: bool = False, n_boot: int = 1000,
+              input_size: int = 224) -> tuple[TrainedModel, dict[str, Any]]:
     """Split, train, evaluate (and optionally audit); write the run folder. Returns (model, results)."""
     t0 = time.monotonic()
     split = patient_split(dataset, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                           holdout_sources=holdout_sources)
     model = train(dataset, recipe, split, architecture=architecture, weights=weights, cache_dir=cache_dir,
-                  seed=seed, show_progress=show_progress)
+                  seed=seed, show_progress=show_progress, input_size=input_size)
     t_train = time.monotonic() - t0
     results: dict[str, Any] = {"train_seconds": round(t_train, 1)}
     results["evaluation"] = evaluate_model(model, dataset, cache_dir=cache_dir, plot_dir=out_dir, n_boot=n_boot)

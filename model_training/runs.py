@@ -21,7 +21,7 @@ from desktop.core.preprocess import PreprocessSpec
 
 from .backbones import BackboneInit, sha256_file
 from .data import Dataset, Split
-from .heads import apply_head
+from .heads import apply_head, needs_pre_pool
 from .metrics import OperatingPoint
 from .recipes import Recipe
 from .train import TrainedModel
@@ -90,7 +90,8 @@ def load_run(run_dir: str | os.PathLike[str], *, weights: str | None = None) -> 
             raise RunError(f"{w}: not the backbone weights this run was trained with (sha256 differs)")
     inp = keras.Input(shape=tuple(info["feature_shape"]))
     out = apply_head(inp, recipe.head, hidden=recipe.hidden, dropout=recipe.dropout, l2=recipe.l2,
-                     pooled_input=info["pooled"], seed=info["seed"])
+                     pooled_input=info["pooled"], pre_pool=needs_pre_pool(info["architecture"], recipe.head),
+                     seed=info["seed"])
     head = keras.Model(inp, out)
     with np.load(Path(run_dir) / HEAD_FILE, allow_pickle=False) as data:
         for layer in head.layers:

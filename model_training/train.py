@@ -22,7 +22,7 @@ from desktop.core.preprocess import PreprocessSpec
 from .backbones import BackboneInit, build_base
 from .data import Dataset, Split, check_no_patient_overlap
 from .features import dataset_features
-from .heads import apply_head, copy_head_weights
+from .heads import apply_head, copy_head_weights, needs_pre_pool
 from .metrics import OperatingPoint, auroc, choose_operating_points, fit_temperature
 from .progress import Progress
 from .recipes import Recipe
@@ -68,7 +68,7 @@ class TrainedModel:
                              input_shape=(self.spec.height, self.spec.width, self.spec.channels))
         x = base.get_layer(self.layer).output
         out = apply_head(x, self.recipe.head, hidden=self.recipe.hidden, dropout=self.recipe.dropout,
-                         l2=self.recipe.l2, pre_pool=self.architecture == "vgg19" and self.recipe.head == "paper",
+                         l2=self.recipe.l2, pre_pool=needs_pre_pool(self.architecture, self.recipe.head),
                          seed=self.seed)
         model = keras.Model(base.input, out, name=f"{self.architecture}_{self.recipe.name}")
         copy_head_weights(self.head, model)
@@ -82,6 +82,32 @@ def temper(p: np.ndarray, temperature: float) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e[:, 0] / e.sum(axis=1)
+
+
+def calibrate_platt(head: Any, p_val: np.ndarray, y_val: np.ndarray) -> float:
+    """Platt scaling on validation: p = sigmoid(a * d + b) with d the covid-minus-normal logit.
+
+    Returns the temperature ``1 / a`` and folds the shift ``b`` into the bias of ``head_logits``
+    (so the exported model, which divides the last layer by the temperature, gives the calibrated
+    probabilities). Class weighting and source balancing shift the prior; a temperature alone cannot
+    undo that. Falls back to temperature 1 (no change) when the fit is degenerate.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    lp = np.log(np.clip(p_val, 1e-12, 1.0))
+    d = (lp[:, 0] - lp[:, 1]).reshape(-1, 1)
+    clf = LogisticRegression(C=1e4, max_iter=1000).fit(d, y_val)
+    a, b = float(clf.coef_[0, 0]), float(clf.intercept_[0])
+    if not (np.isfinite(a) and np.isfinite(b)) or a <= 1e-3:
+        log.warning("Platt scaling degenerate (a=%s, b=%s): not applied", a, b)
+        return 1.0
+    t = 1.0 / a
+    layer = head.get_layer("head_logits")
+    kernel, bias = layer.get_weights()
+    bias = bias + np.array([b * t / 2.0, -b * t / 2.0], dtype=bias.dtype)
+    layer.set_weights([kernel, bias])
+    log.info("Platt scaling: temperature %.3f, logit shift %.3f", t, b)
+    return t
 
 
 def sample_weights(dataset: Dataset, index: np.ndarray, recipe: Recipe) -> np.ndarray:
@@ -129,7 +155,7 @@ def fit_logreg_head(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, recipe
 
 def fit_keras_head(x_versions: list[np.ndarray], y_tr: np.ndarray, w_tr: np.ndarray, x_val: np.ndarray,
                    y_val: np.ndarray, recipe: Recipe, pooled: bool, seed: int,
-                   show_progress: bool = False) -> tuple[Any, list[dict[str, float]]]:
+                   show_progress: bool = False, pre_pool: bool = False) -> tuple[Any, list[dict[str, float]]]:
     """Train the head with Adam on cached features; each epoch draws one version per image."""
     import keras
 
@@ -137,7 +163,7 @@ def fit_keras_head(x_versions: list[np.ndarray], y_tr: np.ndarray, w_tr: np.ndar
     shape = x_versions[0].shape[1:]
     inp = keras.Input(shape=shape, name="pooled_features" if pooled else "feature_map")
     out = apply_head(inp, recipe.head, hidden=recipe.hidden, dropout=recipe.dropout, l2=recipe.l2,
-                     pooled_input=pooled, seed=seed)
+                     pooled_input=pooled, pre_pool=pre_pool, seed=seed)
     model = keras.Model(inp, out)
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing))
@@ -214,14 +240,19 @@ def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str =
         history: list[dict[str, float]] = []
     else:
         head, history = fit_keras_head([prep(v, tr) for v in versions], y[tr], w_tr, x_val, y[va], recipe,
-                                       pooled, seed, show_progress)
+                                       pooled, seed, show_progress,
+                                       pre_pool=needs_pre_pool(architecture, recipe.head))
     model = TrainedModel(recipe=recipe, architecture=architecture, weights=weights, init=init, layer=layer,
                          spec=spec, head=head, pooled=pooled, temperature=1.0, operating_points=[],
                          split=split, history=history, seed=seed)
     if len(va):
         p_raw = np.asarray(head.predict(x_val, batch_size=512, verbose=0), dtype=np.float64)
         if recipe.temperature_scaling and len(set(y[va].tolist())) == 2:
-            model.temperature = fit_temperature(np.log(np.clip(p_raw, 1e-12, 1.0)), y[va])
+            if recipe.calibration_bias:
+                model.temperature = calibrate_platt(head, p_raw, y[va])
+                p_raw = np.asarray(head.predict(x_val, batch_size=512, verbose=0), dtype=np.float64)
+            else:
+                model.temperature = fit_temperature(np.log(np.clip(p_raw, 1e-12, 1.0)), y[va])
         p_val = temper(p_raw, model.temperature)
         if len(set(y[va].tolist())) == 2:
             model.operating_points = choose_operating_points(y[va], p_val, dataset.patients()[va])
