@@ -118,7 +118,7 @@ def load_weights_file(base: Any, path: str, architecture: str) -> BackboneInit:
             raise BackboneWeightsError(f"{path}: no weight matches the {architecture} layer names")
         text = f"{architecture} weights from {Path(path).name} (sha256 {digest[:16]}...), {loaded} tensors loaded"
         if missing:
-            text += f"; NOT in the file, left randomly initialised: {', '.join(missing)}"
+            text += f"; NOT in the file (randomly initialised if used): {', '.join(missing)}"
         log.info(text)
         return BackboneInit("file", text, path=str(path), sha256=digest, missing=tuple(missing), loaded=loaded)
     base.load_weights(path)

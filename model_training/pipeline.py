@@ -142,6 +142,30 @@ def model_card_extra(model: TrainedModel, dataset: Dataset, info_results: dict[s
     }
 
 
+def describe_backbone(model: TrainedModel) -> str:
+    """The card's exact statement of how the backbone was initialised and used."""
+    text = (f"{model.init.text}. The backbone is cut at {model.layer} (the Grad-CAM layer) and was frozen "
+            "during training (not fine-tuned); only the head was trained.")
+    unused = [m for m in model.init.missing if m.split("/")[0] not in _layers_up_to(model)]
+    if unused:
+        text += (f" The missing tensor(s) {', '.join(unused)} belong to layers after the cut, which are not "
+                 "part of this model: every weight of the backbone in this model is ImageNet-pretrained.")
+    return text
+
+
+def _layers_up_to(model: TrainedModel) -> set[str]:
+    from .backbones import build_base
+
+    base, _ = build_base(model.architecture, weights=None,
+                         input_shape=(model.spec.height, model.spec.width, model.spec.channels))
+    names = []
+    for layer in base.layers:
+        names.append(layer.name)
+        if layer.name == model.layer:
+            break
+    return set(names)
+
+
 def export_run(run_dir: str | os.PathLike[str], dataset: Dataset, out_dir: str | os.PathLike[str], *,
                name: str, version: str = "1.0", default: bool = False, overwrite: bool = False,
                weights: str | None = None, loso: dict[str, Any] | None = None,
@@ -159,7 +183,7 @@ def export_run(run_dir: str | os.PathLike[str], dataset: Dataset, out_dir: str |
         extra.pop("default_operating_point")
     extra["backbone_weights_sha256"] = model.init.sha256
     return export_bundle(full, out_dir, name=name, version=version, architecture=model.architecture,
-                         backbone_init=model.init.text, preprocess=model.spec, class_names=("covid", "normal"),
+                         backbone_init=describe_backbone(model), preprocess=model.spec, class_names=("covid", "normal"),
                          positive_class=POSITIVE, gradcam_layer=model.layer, temperature=model.temperature,
                          card_extra=extra, default=default, overwrite=overwrite, check_inputs=check)
 
