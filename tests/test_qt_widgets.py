@@ -261,7 +261,8 @@ def test_colormaps_offered_exist_in_the_core():
 def test_model_card_plot_titles(tmp_path):
     from desktop.qt.qt_model_card import bundle_plots
 
-    for name in ("roc_test.png", "reliability_external_padchest.png", "roc.png", "confusion.png", "other_plot.png"):
+    for name in ("roc_test.png", "reliability_external_padchest.png", "roc.png", "confusion.png", "other_plot.png",
+                 "bundle_roc_validation.png"):
         (tmp_path / name).write_bytes(b"")
     titles = [t for t, _ in bundle_plots(tmp_path)]
     assert "ROC curve (test)" in titles
@@ -269,3 +270,4 @@ def test_model_card_plot_titles(tmp_path):
     assert "Reliability (calibration) (external padchest)" in titles
     assert "Confusion matrix" in titles
     assert "Other plot" in titles
+    assert "ROC curve (validation)" in titles

@@ -40,12 +40,12 @@ def bundle_plots(folder: Path) -> list[tuple[str, Path]]:
         if not base.is_dir():
             continue
         for png in sorted(base.glob("*.png")):
-            stem = png.stem.lower()
-            key = next((k for k in PLOT_TITLES if stem == k or stem.startswith(k + "_")), None)
+            tokens = png.stem.lower().split("_")
+            key = next((t for t in tokens if t in PLOT_TITLES), None)
             if key is None:
                 title = png.stem.replace("_", " ").capitalize()
             else:
-                rest = stem[len(key) :].strip("_").replace("_", " ")
+                rest = " ".join(t for t in tokens if t not in (key, "bundle", "plot"))
                 title = PLOT_TITLES[key] + (f" ({rest})" if rest else "")
             found.append((title, png))
     return found
