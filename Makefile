@@ -31,7 +31,7 @@ test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check desktop model_training tests benchmarks
+	$(BIN)/ruff check desktop model_training tests benchmarks scripts installer
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
