@@ -60,7 +60,7 @@ def svg() -> str:
                 f'ry="{(y1 - y0) / 2:g}" fill="{fill}"{extra}/>')
 
     def rgb(c: tuple[int, int, int]) -> str:
-        return "#%02x%02x%02x" % c
+        return "#{:02x}{:02x}{:02x}".format(*c)
 
     sx0, sy0, sx1, sy1 = SPINE_BOX
     return "\n".join([
