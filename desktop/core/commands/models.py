@@ -11,6 +11,7 @@ refused or none is installed.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 
@@ -114,6 +115,19 @@ def _value_ci(value: Any, parent: dict[str, Any], key: str) -> dict[str, Any] | 
     return None
 
 
+def _headline(auroc: dict[str, Any]) -> dict[str, Any]:
+    """The AUROCs worth a line of text: no repeats per operating point, no per-source splits, no NaN."""
+    out = {}
+    for where, item in auroc.items():
+        parts = where.split("/")
+        if "at_operating_points" in parts or "by_source" in parts:
+            continue
+        if not math.isfinite(item["value"]):
+            continue
+        out[where] = item
+    return out
+
+
 def _fmt(x: Any) -> str:
     return "n/a" if x is None else f"{float(x):.3f}"
 
@@ -132,7 +146,7 @@ def _text(entries: list[dict[str, Any]], problems: list[dict[str, Any]], searche
             spec = _fmt(op.get("specificity"))
             lines.append(f"  {mark} {op['name']}: threshold {op['threshold']:.3f}, sensitivity {sens}, specificity {spec}")
         if e["auroc"]:
-            for where, item in e["auroc"].items():
+            for where, item in _headline(e["auroc"]).items():
                 ci = f" (95% CI {item['ci'][0]:.3f}-{item['ci'][1]:.3f})" if item.get("ci") else ""
                 lines.append(f"  AUROC {where}: {item['value']:.3f}{ci}")
         else:
