@@ -77,7 +77,7 @@ def test_every_field_is_in_the_report(tmp_path: Path, xray) -> None:
         "heldout-source-a", "AUC 0.81 (95% CI 0.75–0.86)", f"CXR Screener {__version__}",
         "source-a",
         # limits
-        "not a diagnosis", "not validated for", "Not validated on portable AP images",
+        "not a diagnosis", "Not validated on portable AP images",
         "final decision rests with the clinician",
         # remote doctor
         "Findings and recommendation of the reviewing doctor", "Signature", "Date",

@@ -48,6 +48,7 @@ from .report_card import (
     bundle_field,
     card_of,
     fmt_num,
+    text_of,
     training_text,
     validation_rows,
     value_with_ci,
@@ -490,7 +491,7 @@ def _model_section(ctx: _Ctx, op_name: str | None = None) -> list[Flowable]:
     arch = str(bundle_field(ctx.bundle, card, "architecture", "?"))
     arch_names = {"vgg19": "VGG19", "mobilenet": "MobileNet"}
     init = card.get("backbone_init", "")
-    arch_text = arch_names.get(arch.lower(), arch) + (f" (backbone: {init})" if init else "")
+    arch_text = arch_names.get(arch.lower(), arch) + (f" (backbone: {text_of(init, limit=240)})" if init else "")
     sha = str(bundle_field(ctx.bundle, card, "sha256", DASH))
     rows: list[tuple[str, str]] = [
         ("Model", ctx.model_line()),
@@ -534,8 +535,10 @@ def _limits_section(ctx: _Ctx) -> list[Flowable]:
     st = ctx.st
     items = list(GENERAL_LIMITS)
     card_limits = [str(x) for x in ctx.card.get("limitations") or [] if str(x).strip()]
+    # the card's own "decision support" line repeats ours; its conditions replace our generic ones
+    card_limits = [x for x in card_limits if not x.lower().startswith("decision support")]
     out: list[Flowable] = [para("Limits of this result", st.h2)]
-    for text in items[:2]:
+    for text in items[:1] if card_limits else items[:2]:
         out.append(rich(f"\u2022 {esc(text)}", st.small))
     for text in card_limits:
         out.append(rich(f"\u2022 {esc(text)} <font color='#555555'>(model card)</font>", st.small))
@@ -635,8 +638,7 @@ def _study_flowables(
     images = _images_section(ctx, xray, heatmap, window=window, max_h=image_h, dpi=200 if not compact else 160)
     story: list[Flowable] = [*head, *images, CondPageBreak(60 * mm), *tail]
     if not compact:
-        story += [
-            PageBreak(),
+        page2: list[Flowable] = [
             para(
                 f"Report {report_id} (continued) \u2014 patient: {patient.name}; ID: {patient.patient_id}; "
                 f"study date: {patient.study_date}",
@@ -644,9 +646,11 @@ def _study_flowables(
             ),
             *_model_section(ctx, str(getattr(prediction, "operating_point", "") or "") or None),
             *_limits_section(ctx),
-            CondPageBreak(85 * mm),
-            *_findings_section(ctx, height=70 * mm),
         ]
+        # the findings box takes the rest of page 2 (at least 35 mm, else a page of its own)
+        free = ctx.height - _height(ctx, page2) - _height(ctx, _findings_section(ctx, height=0)) - 8
+        box = min(max(free, 35 * mm), 70 * mm) if free >= 35 * mm else 70 * mm
+        story += [PageBreak(), *page2, *_findings_section(ctx, height=box)]
     return story
 
 

@@ -9,6 +9,7 @@ points with their CIs, validation and external results, training data.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -179,18 +180,37 @@ def validation_rows(metrics: Any, op_name: str | None = None) -> list[tuple[str,
             if not isinstance(res, Mapping):
                 continue
             overall = res.get("overall") if isinstance(res.get("overall"), Mapping) else res
-            held = res.get("held_out", fold)
-            held_text = ", ".join(str(h) for h in held) if isinstance(held, (list, tuple)) else str(held)
             text = metric_summary(overall) if isinstance(overall, Mapping) else ""
-            if text:
-                label = ("External, pooled folds" if str(fold).startswith("pooled")
-                         else f"External: source never seen in training ({held_text})")
-                rows.append((label, text))
+            if not text:
+                continue
+            if isinstance(overall, Mapping) and isinstance(overall.get("threshold"), (int, float)):
+                text += f"; threshold {fmt_num(overall['threshold'])}"
+            if str(fold).startswith("pooled"):
+                folds = str(fold).split("_", 1)[1].replace("_", "\u2013") if "_" in str(fold) else ""
+                label = f"External, pooled folds {folds}".strip()
+            else:
+                label = f"External: {held_out_sources(res.get('held_out'), fold)} never seen in training"
+            rows.append((label, text))
     for key, value in m.items():
         if key in ("validation", "test", "leave_one_source_out"):
             continue
         rows.extend(metric_rows({key: value}))
     return rows
+
+
+def held_out_sources(held: Any, fold: Any = "") -> str:
+    """The held-out source names of a leave-one-source-out fold, from a list or a description
+    such as ``"...; test = held-out source(s) ['shenzhen', 'siim']; ..."``."""
+    if isinstance(held, (list, tuple)):
+        names = [str(h) for h in held]
+    else:
+        text = str(held or "")
+        m = re.search(r"held-out source\(s\)\s*\[([^\]]*)\]", text) or re.search(r"\[([^\]]*)\]", text)
+        names = [n.strip().strip("'\"") for n in m.group(1).split(",")] if m else ([text] if text else [])
+    names = [n for n in names if n]
+    if not names:
+        return f"fold {fold}"
+    return ("source " if len(names) == 1 else "sources ") + ", ".join(names)
 
 
 def training_text(td: Any) -> str:
