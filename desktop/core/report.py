@@ -581,7 +581,7 @@ def _pdf_meta(title: str, author: str, subject: str) -> dict[str, str]:
 
 
 #: Height of the images section beyond the images: heading, captions, colour bar.
-_IMAGES_OVERHEAD = 23 + 1.5 * mm + 10 + 1 * mm + 5 * mm + 10 + 4
+_IMAGES_OVERHEAD = 23 + 6 + 1.5 * mm + 10 + 1 * mm + 5 * mm + 10 + 6
 
 
 def _height(ctx: _Ctx, flowables: Sequence[Flowable]) -> float:
@@ -635,7 +635,12 @@ def _study_flowables(
         image_h = max(40 * mm, min(80 * mm, free - 6))
     else:
         image_h = min(95 * mm, ctx.height * 0.34)
-    images = _images_section(ctx, xray, heatmap, window=window, max_h=image_h, dpi=200 if not compact else 160)
+    dpi = 200 if not compact else 160
+    images = _images_section(ctx, xray, heatmap, window=window, max_h=image_h, dpi=dpi)
+    if compact:
+        excess = _height(ctx, head + images + tail) - ctx.height
+        if excess > 0 and image_h - excess - 4 >= 40 * mm:  # the estimate was short: shrink once
+            images = _images_section(ctx, xray, heatmap, window=window, max_h=image_h - excess - 4, dpi=dpi)
     story: list[Flowable] = [*head, *images, CondPageBreak(60 * mm), *tail]
     if not compact:
         page2: list[Flowable] = [
