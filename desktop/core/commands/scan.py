@@ -44,7 +44,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="ONNX Runtime threads (default: half the cores, 1 to 4)")
     p.add_argument("--decode-timeout", type=float, default=None, metavar="S",
                    help="give up on a file that takes longer than S seconds to decode (default: 60)")
-    p.add_argument("--operator", help="operator recorded in the audit log (default: $CXR_SCREENER_OPERATOR or login)")
+    p.add_argument("--operator",
+                   help="operator recorded in the audit log and the --report PDF "
+                        "(default: $CXR_SCREENER_OPERATOR or login)")
+    p.add_argument("--clinic", default="", metavar="NAME", help="clinic name for the --report PDF header")
+    p.add_argument("--clinic-address", default="", metavar="TEXT", help="clinic address for the --report PDF")
+    p.add_argument("--page-size", choices=("A4", "Letter"), default="A4", help="paper size of the --report PDF")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(handler=run)
 
@@ -134,8 +139,10 @@ def run(args: argparse.Namespace) -> int:
         _err("cxr-screener scan: interrupted; the rows written so far are kept (continue with --resume)")
         return 130
     if args.report:
-        from desktop.core.report import write_batch_report
+        from desktop.core.report import ReportInfo, write_batch_report
 
+        info = ReportInfo(clinic_name=args.clinic, clinic_address=args.clinic_address,
+                          operator=audit.operator, page_size=args.page_size)
         all_results = batch.read_results(results_csv, folder=folder)
         path = write_batch_report(
             args.report,
@@ -144,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             bundle=loaded.bundle,
             operating_point=loaded.operating_point,
             started=started,
+            info=info,
             study_pages=args.report_pages,
             anonymize=args.anonymize,
             overwrite=args.overwrite,
