@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.dicom_factory import write_chest_dicom
+
 PATIENT = {
     "name": "Doe^John",
     "id": "PID-998877",
@@ -92,45 +94,13 @@ def chest_like(h: int = 640, w: int = 560, bits: int = 12) -> np.ndarray:
 
 def write_dicom(path: Path, *, name: str = PATIENT["name"], pid: str = PATIENT["id"], shape=(640, 560)) -> Path:
     """A chest CR DICOM carrying a patient name, ID, birth date, accession and institution."""
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.PatientName = name
-    ds.PatientID = pid
-    ds.PatientBirthDate = PATIENT["birth"]
-    ds.PatientSex = "M"
-    ds.StudyDate = "20260312"
-    ds.StudyTime = "101500"
-    ds.AccessionNumber = PATIENT["accession"]
-    ds.InstitutionName = PATIENT["institution"]
-    ds.StudyDescription = "Chest PA John Doe"
-    ds.Modality = "CR"
-    ds.ViewPosition = "PA"
-    ds.BodyPartExamined = "CHEST"
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    arr = chest_like(*shape)
-    ds.Rows, ds.Columns = arr.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.WindowCenter = 2048
-    ds.WindowWidth = 4096
-    ds.PixelData = arr.tobytes()
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
-    return path
+    return write_chest_dicom(
+        path, chest_like(*shape),
+        SpecificCharacterSet="ISO_IR 192", PatientName=name, PatientID=pid,
+        PatientBirthDate=PATIENT["birth"], PatientSex="M", StudyDate="20260312", StudyTime="101500",
+        AccessionNumber=PATIENT["accession"], InstitutionName=PATIENT["institution"],
+        StudyDescription="Chest PA John Doe", ViewPosition="PA", WindowCenter=2048, WindowWidth=4096,
+    )
 
 
 def write_png(path: Path, shape=(520, 480)) -> Path:

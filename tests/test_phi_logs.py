@@ -15,6 +15,7 @@ import pytest
 
 from desktop.core.paths import audit_log_path
 from tests.batch_support import bundle_source, model_name, run_cli, sample_images  # noqa: F401
+from tests.dicom_factory import write_chest_dicom
 
 PHI = {
     "PatientName": "Zyxwvut^Qponmlk",
@@ -31,35 +32,12 @@ NEEDLES = ["Zyxwvut", "Qponmlk", "PID-4711", "19470311", "1947-03-11", "ACC99887
 
 
 def _dicom(path: Path, pixels: np.ndarray, *, modality: str = "CR", truncate: bool = False) -> Path:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    for key, value in PHI.items():
-        setattr(ds, key, value)
-    ds.PatientSex = "F"
-    ds.StudyDescription = "Chest Qwertyuiop follow-up"
-    ds.Modality = modality
-    ds.BodyPartExamined = "CHEST"
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    data = (pixels.astype(np.float32) / 255.0 * 4095).astype(np.uint16).tobytes()
-    ds.PixelData = data[: len(data) // 3] if truncate else data
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    stored = (pixels.astype(np.float32) / 255.0 * 4095).astype(np.uint16)
+    data = stored.tobytes()
+    return write_chest_dicom(
+        path, stored, pixel_data=data[: len(data) // 3] if truncate else None,
+        PatientSex="F", StudyDescription="Chest Qwertyuiop follow-up", Modality=modality, **PHI,
+    )
 
 
 @pytest.fixture

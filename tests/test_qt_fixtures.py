@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.dicom_factory import write_chest_dicom
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "assets" / "samples"
 
@@ -68,40 +70,16 @@ def sample_png() -> Path:
 
 def write_test_dicom(path: Path, *, size: int = 256) -> Path:
     """A small 12-bit MONOCHROME2 chest CR with patient fields (real structure, synthetic pixels)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     body = np.exp(-(((xx - size / 2) / (size / 2.6)) ** 2 + ((yy - size / 2) / (size / 2.2)) ** 2))
     lungs = np.exp(-(((np.abs(xx - size / 2) - size / 5) / (size / 9)) ** 2 + ((yy - size / 2.2) / (size / 4)) ** 2))
     pixels = np.clip(3000 * body - 1800 * lungs + 300, 0, 4095).astype(np.uint16)
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    for key, value in DICOM_PATIENT.items():
-        setattr(ds, key, value)
-    ds.Modality = "CR"
-    ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = "PA"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.WindowCenter = [2048, 1500]
-    ds.WindowWidth = [4096, 2000]
-    ds.WindowCenterWidthExplanation = ["FULL", "LUNG"]
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_chest_dicom(
+        path, pixels, Modality="CR", ViewPosition="PA",
+        WindowCenter=[2048, 1500], WindowWidth=[4096, 2000], WindowCenterWidthExplanation=["FULL", "LUNG"],
+        **DICOM_PATIENT,
+    )
 
 
 @pytest.fixture
