@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     c.add_argument("--n-boot", type=int, default=1000)
     c.add_argument("--protocols", default="random,loso", help="random and/or loso (default %(default)s)")
+    c.add_argument("--folds", default=None, help="only these LOSO folds, e.g. F4 (default: all)")
     return ap
 
 
@@ -133,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             recipes = [get_recipe(r.strip()) for r in args.recipes.split(",") if r.strip()]
             compare(dataset, recipes, out_dir=args.out, architecture=args.arch, weights=_weights(args),
                     cache_dir=args.cache_dir, seed=args.seed, n_boot=args.n_boot, show_progress=True,
-                    protocols=[p.strip() for p in args.protocols.split(",") if p.strip()])
+                    protocols=[p.strip() for p in args.protocols.split(",") if p.strip()],
+                    folds=args.folds.split(",") if args.folds else None)
             _say((Path(args.out) / "comparison.md").read_text())
             return 0
     except (CXRError, ValueError, FileExistsError) as exc:

@@ -91,12 +91,14 @@ def summarize_test(model: TrainedModel, dataset: Dataset, index: Sequence[int], 
 def run_protocol(dataset: Dataset, recipe: Recipe, *, protocol: str, architecture: str = "mobilenet",
                  weights: str | None = "imagenet", cache_dir: str | os.PathLike[str] | None = None,
                  seed: int = 0, n_boot: int = 1000, show_progress: bool = False,
-                 plot_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """``protocol``: ``"random"`` (patient-level 70/15/15) or ``"loso"`` (every fold of :func:`fold_splits`)."""
+                 plot_dir: str | os.PathLike[str] | None = None,
+                 folds: Sequence[str] | None = None) -> dict[str, Any]:
+    """``protocol``: ``"random"`` (patient-level 70/15/15) or ``"loso"`` (the folds of :func:`fold_splits`,
+    or only ``folds``)."""
     if protocol == "random":
         splits = {"random": patient_split(dataset, val_fraction=0.15, test_fraction=0.15, seed=seed)}
     elif protocol == "loso":
-        splits = fold_splits(dataset, seed)
+        splits = {k: v for k, v in fold_splits(dataset, seed).items() if folds is None or k in folds}
     else:
         raise ValueError(f"protocol must be 'random' or 'loso'. Received: protocol={protocol!r}")
     out: dict[str, Any] = {"recipe": recipe.to_dict(), "protocol": protocol, "folds": {}}
@@ -175,7 +177,7 @@ def compare(dataset: Dataset, recipes: Sequence[Recipe], *, out_dir: str | os.Pa
             architecture: str = "mobilenet", weights: str | None = "imagenet",
             cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, n_boot: int = 1000,
             show_progress: bool = False, merge: bool = True,
-            protocols: Sequence[str] = ("random", "loso")) -> dict[str, Any]:
+            protocols: Sequence[str] = ("random", "loso"), folds: Sequence[str] | None = None) -> dict[str, Any]:
     """Run every recipe on the random split and LOSO; write ``comparison.json`` and ``comparison.md``
     (``merge``: results of recipes already in ``comparison.json`` are kept, so recipes can be run apart)."""
     out = Path(out_dir)
@@ -186,9 +188,14 @@ def compare(dataset: Dataset, recipes: Sequence[Recipe], *, out_dir: str | os.Pa
     for recipe in recipes:
         results.setdefault(recipe.name, {})
         for proto in protocols:
-            results[recipe.name][proto] = run_protocol(
+            res = run_protocol(
                 dataset, recipe, protocol=proto, architecture=architecture, weights=weights, cache_dir=cache_dir,
-                seed=seed, n_boot=n_boot, show_progress=show_progress, plot_dir=out)
+                seed=seed, n_boot=n_boot, show_progress=show_progress, plot_dir=out, folds=folds)
+            if folds is not None and proto == "loso" and "loso" in results[recipe.name]:
+                merged = results[recipe.name]["loso"]  # add these folds to the ones run before
+                merged["folds"].update(res["folds"])
+                res = merged
+            results[recipe.name][proto] = res
             _write(out, results, dataset, architecture, weights, seed, n_boot)  # after each: partial results kept
     _write(out, results, dataset, architecture, weights, seed, n_boot)
     return results
