@@ -92,7 +92,7 @@ def run_protocol(dataset: Dataset, recipe: Recipe, *, protocol: str, architectur
                  weights: str | None = "imagenet", cache_dir: str | os.PathLike[str] | None = None,
                  seed: int = 0, n_boot: int = 1000, show_progress: bool = False,
                  plot_dir: str | os.PathLike[str] | None = None,
-                 folds: Sequence[str] | None = None) -> dict[str, Any]:
+                 folds: Sequence[str] | None = None, input_size: int = 224) -> dict[str, Any]:
     """``protocol``: ``"random"`` (patient-level 70/15/15) or ``"loso"`` (the folds of :func:`fold_splits`,
     or only ``folds``)."""
     if protocol == "random":
@@ -106,7 +106,7 @@ def run_protocol(dataset: Dataset, recipe: Recipe, *, protocol: str, architectur
     for name, split in splits.items():
         t0 = time.monotonic()
         model = train(dataset, recipe, split, architecture=architecture, weights=weights,
-                      cache_dir=cache_dir, seed=seed, show_progress=show_progress)
+                      cache_dir=cache_dir, seed=seed, show_progress=show_progress, input_size=input_size)
         p = predict_dataset(model, dataset, np.array(split.test), cache_dir=cache_dir)
         res = summarize_test(model, dataset, split.test, p, n_boot=n_boot)
         res["held_out"] = split.description
@@ -177,7 +177,8 @@ def compare(dataset: Dataset, recipes: Sequence[Recipe], *, out_dir: str | os.Pa
             architecture: str = "mobilenet", weights: str | None = "imagenet",
             cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, n_boot: int = 1000,
             show_progress: bool = False, merge: bool = True,
-            protocols: Sequence[str] = ("random", "loso"), folds: Sequence[str] | None = None) -> dict[str, Any]:
+            protocols: Sequence[str] = ("random", "loso"), folds: Sequence[str] | None = None,
+            input_size: int = 224) -> dict[str, Any]:
     """Run every recipe on the random split and LOSO; write ``comparison.json`` and ``comparison.md``
     (``merge``: results of recipes already in ``comparison.json`` are kept, so recipes can be run apart)."""
     out = Path(out_dir)
@@ -190,7 +191,8 @@ def compare(dataset: Dataset, recipes: Sequence[Recipe], *, out_dir: str | os.Pa
         for proto in protocols:
             res = run_protocol(
                 dataset, recipe, protocol=proto, architecture=architecture, weights=weights, cache_dir=cache_dir,
-                seed=seed, n_boot=n_boot, show_progress=show_progress, plot_dir=out, folds=folds)
+                seed=seed, n_boot=n_boot, show_progress=show_progress, plot_dir=out, folds=folds,
+                input_size=input_size)
             if folds is not None and proto == "loso" and "loso" in results[recipe.name]:
                 merged = results[recipe.name]["loso"]  # add these folds to the ones run before
                 merged["folds"].update(res["folds"])

@@ -313,3 +313,19 @@ def test_cli_train_and_errors(tiny_data: Path, tmp_path: Path, capsys: pytest.Ca
     assert "held-out source(s) ['b']" in info["split"]["description"]
     assert cli_main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
     assert "training folder not found" in capsys.readouterr().err
+
+
+def test_compare_writes_table_and_merges(tiny_data: Path, tmp_path: Path) -> None:
+    from model_training.compare import compare
+
+    ds = read_dataset(tiny_data)
+    out = tmp_path / "cmp"
+    compare(ds, [LINEAR_PROBE], out_dir=out, weights=None, protocols=["random"], n_boot=20, input_size=SIZE)
+    compare(ds, [_small(OURS, augment_copies=0, hidden=8)], out_dir=out, weights=None, protocols=["random"],
+            n_boot=20, input_size=SIZE)
+    res = json.loads((out / "comparison.json").read_text())
+    assert list(res) == ["linear_probe", "ours"]  # the second run kept the first
+    md = (out / "comparison.md").read_text()
+    assert "| linear_probe | " in md
+    assert "| ours | " in md
+    assert 0.0 <= res["ours"]["random"]["folds"]["random"]["overall"]["auroc"] <= 1.0
