@@ -264,7 +264,7 @@ def plot_roc(path: str | os.PathLike[str], curves: dict[str, tuple[np.ndarray, n
         fpr, tpr = roc_curve(np.asarray(y), np.asarray(p))
         ax.plot(fpr, tpr, label=f"{name} (AUROC {auroc(np.asarray(y), np.asarray(p)):.3f})")
     for op in points:
-        ax.plot(1 - op.specificity, op.sensitivity, "o", label=f"{op.name} (t={op.threshold:.3f})")
+        ax.plot(1 - op.specificity, op.sensitivity, "o", label=f"{op.name} on validation (t={op.threshold:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
