@@ -195,7 +195,9 @@ def _evaluate(args: argparse.Namespace, dataset: object) -> int:
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "evaluation.json").write_text(json.dumps(res, indent=1, default=float))
-        o = res.get("test") or res.get("validation") or {}
+        part = res.get("test") or res.get("validation") or {}
+        ops = part.get("at_operating_points", {})
+        o = {**(ops.get("high_sensitivity") or next(iter(ops.values()), {})), "auroc_ci": part.get("auroc_ci")}
     _say(json.dumps({k: o.get(k) for k in ("auroc", "auroc_ci", "ece", "sensitivity", "specificity")},
                     indent=1, default=float))
     return 0
