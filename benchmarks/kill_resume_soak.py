@@ -5,7 +5,7 @@ uses the default bundled model, more files and more kills, and checks after ever
 that results.csv parses, has no duplicate and never loses a row; at the end exactly one
 row per good file and one error row per bad file.
 
-    python benchmarks/kill_resume_soak.py [--kills 30] [--files 80] [--seed 0]
+    python benchmarks/kill_resume_soak.py [--kills 30] [--files 600] [--size 1024] [--seed 0]
 
 Writes benchmarks/results/kill_resume.json and .md.
 """
@@ -45,9 +45,9 @@ def _complete(data: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def soak(kills: int, files: int, seed: int, work: Path) -> dict[str, object]:
+def soak(kills: int, files: int, seed: int, work: Path, size: int = 1024) -> dict[str, object]:
     folder, out = work / "in", work / "out"
-    good, bad = make_folder(folder, n_good=files, size=768)
+    good, bad = make_folder(folder, n_good=files, size=size)
     csv_path = out / "results.csv"
     env = dict(os.environ, PYTHONPATH=str(REPO), CXR_SCREENER_HOME=str(work / "home"),
                CXR_SCREENER_OPERATOR="soak")
@@ -59,7 +59,7 @@ def soak(kills: int, files: int, seed: int, work: Path) -> dict[str, object]:
         before = _rows(csv_path)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
-        time.sleep(rng.uniform(0.05, 2.5))
+        time.sleep(rng.uniform(0.2, 1.6))  # from start-up to well into the rows
         if proc.poll() is not None:
             break  # finished before this kill
         os.killpg(proc.pid, signal.SIGKILL)
@@ -100,12 +100,13 @@ def soak(kills: int, files: int, seed: int, work: Path) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=30)
-    parser.add_argument("--files", type=int, default=80, help="good files (bad ones are added)")
+    parser.add_argument("--files", type=int, default=600, help="good files (bad ones are added)")
+    parser.add_argument("--size", type=int, default=1024, help="side of the generated images (px)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kill_resume"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cxr_soak_") as tmp:
-        result = soak(args.kills, args.files, args.seed, Path(tmp))
+        result = soak(args.kills, args.files, args.seed, Path(tmp), args.size)
     result["command"] = "python benchmarks/kill_resume_soak.py " + " ".join(sys.argv[1:])
     result["when"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     ok = (result["lost"], result["invented"], result["duplicated"]) == (0, 0, 0) and \
