@@ -174,6 +174,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return True
 
     busy = [w for w in workers if feed(w)]
+
+    def replace_worker(w: Worker) -> None:
+        """Kill a crashed or hung worker and put a fresh one in its place."""
+        busy.remove(w)
+        workers.remove(w)
+        w.kill()
+        nw = Worker(ctx, args.memory_mb, args.max_pixels)
+        workers.append(nw)
+        if feed(nw):
+            busy.append(nw)
+
     last_report = time.perf_counter()
     while busy:
         ready = wait([w.conn for w in busy], timeout=0.25)
@@ -186,13 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     w.proc.join(5)
                     fail("crash", w, f"worker died (exit code {w.proc.exitcode})")
                     tried += 1
-                    busy.remove(w)
-                    workers.remove(w)
-                    w.kill()
-                    nw = Worker(ctx, args.memory_mb, args.max_pixels)
-                    workers.append(nw)
-                    if feed(nw):
-                        busy.append(nw)
+                    replace_worker(w)
                     continue
                 assert w.job is not None
                 tried += 1
@@ -215,13 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             elif now - w.started > args.timeout:
                 fail("hang", w, f"no result after {args.timeout:.0f} s")
                 tried += 1
-                busy.remove(w)
-                workers.remove(w)
-                w.kill()
-                nw = Worker(ctx, args.memory_mb, args.max_pixels)
-                workers.append(nw)
-                if feed(nw):
-                    busy.append(nw)
+                replace_worker(w)
         if now - last_report > 30:
             last_report = now
             print(f"{now - t_start:6.0f} s  {tried} inputs  {dict(outcomes)}", file=sys.stderr, flush=True)

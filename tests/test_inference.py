@@ -208,14 +208,9 @@ def test_heatmap_upsample_undoes_crop_and_letterbox() -> None:
 
 
 def test_predictor_from_name_uses_the_models_folders(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user_models_with_tiny: Path
 ) -> None:
-    from tests.model_fixtures import copy_tiny_bundle
-
-    monkeypatch.setenv("CXR_SCREENER_ASSETS", str(tmp_path / "assets"))
-    monkeypatch.setenv("CXR_SCREENER_HOME", str(tmp_path / "home"))
-    (tmp_path / "home" / "models").mkdir(parents=True)
-    copy_tiny_bundle(tmp_path / "home" / "models")
+    monkeypatch.setenv("CXR_SCREENER_ASSETS", str(tmp_path / "assets"))  # only the tiny model
     pred = Predictor.from_name()
     assert pred.name == "tiny-mobilenet"
     assert pred.bundle.origin == "user"

@@ -19,7 +19,6 @@ from desktop.core.overlay import (
     overlay_rgb,
     render_heatmap_png,
 )
-from tests.model_fixtures import copy_tiny_bundle
 
 
 def test_overlay_blends_with_alpha() -> None:
@@ -80,12 +79,9 @@ def test_panel_puts_the_bar_beside_the_overlay() -> None:
 
 
 def test_render_heatmap_png_with_the_default_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user_models_with_tiny: Path
 ) -> None:
-    monkeypatch.setenv("CXR_SCREENER_ASSETS", str(tmp_path / "assets"))
-    monkeypatch.setenv("CXR_SCREENER_HOME", str(tmp_path / "home"))
-    (tmp_path / "home" / "models").mkdir(parents=True)
-    copy_tiny_bundle(tmp_path / "home" / "models")
+    monkeypatch.setenv("CXR_SCREENER_ASSETS", str(tmp_path / "assets"))  # only the tiny model
     rng = np.random.default_rng(0)
     buf = io.BytesIO()
     Image.fromarray((rng.random((240, 200)) * 255).astype(np.uint8), mode="L").save(buf, format="PNG")

@@ -32,7 +32,6 @@ import os
 import re
 import warnings
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -1215,8 +1214,6 @@ def loaders_available() -> dict[str, bool]:
             out[module] = False
     return out
 
-
-LoadFn = Callable[[str | os.PathLike[str] | bytes], XRay]
 
 __all__ = [
     "MAX_FILE_BYTES",

@@ -13,7 +13,7 @@ to a fixed mean/std), then the backbone's own input scaling and 3 channels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -147,19 +147,10 @@ def model_input(xray: XRay | np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return scale_for_backbone(img, spec)
 
 
-def model_inputs(items: Iterable[XRay | np.ndarray], spec: PreprocessSpec) -> np.ndarray:
-    """A batch (N, H, W, C) of model inputs."""
-    arrays = [model_input(x, spec) for x in items]
-    if not arrays:
-        return np.zeros((0, spec.height, spec.width, spec.channels), dtype=np.float32)
-    return np.stack(arrays)
-
-
 __all__ = [
     "PreprocessSpec",
     "display_to_size",
     "equalize",
     "model_input",
-    "model_inputs",
     "scale_for_backbone",
 ]
