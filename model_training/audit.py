@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from desktop.core.preprocess import border_mask
+
 from .data import Dataset, as_float
 from .features import dataset_features, extract_features
 from .metrics import auroc, threshold_metrics
@@ -35,9 +37,7 @@ def region_masks(h: int, w: int) -> dict[str, np.ndarray]:
     fy, fx = (yy + 0.5) / h, (xx + 0.5) / w
     y0, y1, x0, x1 = LUNG_BOX
     lung = (fy >= y0) & (fy < y1) & (fx >= x0) & (fx < x1)
-    border = (fy < BORDER) | (fy >= 1 - BORDER) | (fx < BORDER) | (fx >= 1 - BORDER)
-    corners = ((fy < CORNER) | (fy >= 1 - CORNER)) & ((fx < CORNER) | (fx >= 1 - CORNER))
-    return {"lung": lung, "border": border, "corners": corners}
+    return {"lung": lung, "border": border_mask(h, w, BORDER, 0.0), "corners": border_mask(h, w, 0.0, CORNER)}
 
 
 def mask_border(images: np.ndarray, fill: str = "mean") -> np.ndarray:
@@ -131,15 +131,15 @@ def run_audit(model: Any, dataset: Dataset, *, cache_dir: str | os.PathLike[str]
 
     idx = np.asarray(index if index is not None else (model.split.test or model.split.val))
     feats, _ = dataset_features(dataset, model.spec, architecture=model.architecture, weights=model.weights,
-                                layer=model.layer, cache_dir=cache_dir)
+                                layer=model.cache_layer, cache_dir=cache_dir)
     res: dict[str, Any] = {"evaluated_on": f"{len(idx)} images ({'test' if model.split.test else 'validation'} split)"}
-    res["source_probe"] = source_probe(feats, dataset, seed=seed)
+    res["source_probe"] = source_probe(model.layer_features(feats), dataset, seed=seed)
     y = dataset.labels(POSITIVE)[idx]
     p_plain = model.head_probs(feats[idx])
     images = load_images(dataset, model.spec, cache_dir)[idx]
     base, _ = build_base(model.architecture, weights=model.weights,
                          input_shape=(model.spec.height, model.spec.width, model.spec.channels))
-    masked = extract_features(cut_model(base, model.layer), mask_border(images), model.spec)
+    masked = extract_features(cut_model(base, model.cache_layer), mask_border(images), model.spec)
     p_masked = model.head_probs(masked)
     thr = {op.name: op.threshold for op in model.operating_points}.get("high_sensitivity", 0.5)
     res["masked_border"] = {
@@ -150,7 +150,7 @@ def run_audit(model: Any, dataset: Dataset, *, cache_dir: str | os.PathLike[str]
     }
     full = model.full_model()
     head, weights = extract_head(full, model.layer, model.temperature)
-    res["gradcam_mass"] = gradcam_mass(feats[idx], head, weights, size=model.spec.height)
+    res["gradcam_mass"] = gradcam_mass(model.layer_features(feats[idx]), head, weights, size=model.spec.height)
     res["gradcam_mass"]["regions"] = (f"lung box rows {LUNG_BOX[0]:.0%}-{LUNG_BOX[1]:.0%}, cols "
                                       f"{LUNG_BOX[2]:.0%}-{LUNG_BOX[3]:.0%}; border band {BORDER:.0%}; "
                                       f"corners {CORNER:.0%} squares")

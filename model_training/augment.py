@@ -2,7 +2,9 @@
 
 ``photometric``: random gamma, contrast/brightness, Gaussian blur or unsharp
 sharpening and noise; meant to break the scanner/processing "style" that
-differs between sources. ``geometric``: the paper's rotation 10 deg, shifts
+differs between sources. ``photometric_occlude`` adds :func:`occlude_border`
+(random bands along the edges and corner patches blanked) so that text, markers and
+collimation at the border stop being evidence. ``geometric``: the paper's rotation 10 deg, shifts
 0.2, zoom 0.2 (done in Keras during training, see ``train``).
 """
 
@@ -13,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-AUGMENT_KINDS = ("none", "geometric", "photometric", "photometric_geometric")
+AUGMENT_KINDS = ("none", "geometric", "photometric", "photometric_geometric", "photometric_occlude")
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -38,6 +40,38 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.uniform() < 0.5:
         x = x + rng.normal(0.0, rng.uniform(0.005, 0.03), size=x.shape).astype(np.float32)
     return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def occlude_border(img: np.ndarray, rng: np.random.Generator, *, max_band: float = 0.15,
+                   p_band: float = 0.5, p_corner: float = 0.5) -> np.ndarray:
+    """Blank random edge bands (each edge with probability ``p_band``, up to ``max_band`` of the side)
+    and corner squares (each with ``p_corner``, up to 25% of the side) with black, white or the image
+    mean, as burned-in labels, markers and collimator edges look; the central lung field is untouched."""
+    x = img.astype(np.float32, copy=True)
+    h, w = x.shape
+
+    def fill() -> float:
+        return float(rng.choice([0.0, 1.0, float(x.mean()), float(rng.uniform())]))
+
+    for edge in range(4):
+        if rng.uniform() < p_band:
+            k = int(round(rng.uniform(0.02, max_band) * (h if edge < 2 else w)))
+            if k:
+                if edge == 0:
+                    x[:k] = fill()
+                elif edge == 1:
+                    x[h - k:] = fill()
+                elif edge == 2:
+                    x[:, :k] = fill()
+                else:
+                    x[:, w - k:] = fill()
+    for cy, cx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        if rng.uniform() < p_corner:
+            kh, kw = int(round(rng.uniform(0.05, 0.25) * h)), int(round(rng.uniform(0.05, 0.25) * w))
+            ys = slice(0, kh) if cy == 0 else slice(h - kh, h)
+            xs = slice(0, kw) if cx == 0 else slice(w - kw, w)
+            x[ys, xs] = fill()
+    return x
 
 
 def geometric(img: np.ndarray, rng: np.random.Generator, *, rotation: float = 10.0,
@@ -74,6 +108,8 @@ def photometric_augmenter(kind: str, seed: int) -> Callable[[np.ndarray, int], n
             x = photometric(img, rng)
             if kind == "photometric_geometric":
                 x = geometric(x, rng, rotation=7.0, shift=0.06, zoom=0.1)
+            elif kind == "photometric_occlude":
+                x = occlude_border(x, rng)
             out[i] = x
         return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,40 @@ def cut_model(base: Any, layer: str) -> Any:
     except ValueError as exc:
         raise ValueError(f"no layer {layer!r} in the backbone. Received: layer={layer!r}") from exc
     return keras.Model(base.input, out, name=f"{base.name}_to_{layer}")
+
+
+def _block_of(architecture: str, name: str) -> str | None:
+    """The block a backbone layer belongs to: MobileNet ``conv_dw_12`` -> "12"; VGG19 ``block5_conv1`` -> "block5"."""
+    if architecture == "mobilenet":
+        m = re.fullmatch(r"conv_(?:pad|dw|pw)_(\d+)(?:_bn|_relu)?", name)
+        return m.group(1) if m else None
+    m = re.fullmatch(r"(block\d+)_\w+", name)
+    return m.group(1) if m else None
+
+
+def finetune_plan(base: Any, architecture: str, layer: str, blocks: int) -> tuple[str, tuple[str, ...]]:
+    """Where to cache features and which layers to train to fine-tune the last ``blocks`` blocks up to ``layer``.
+
+    Returns ``(start, trainable)``: the layer just before the first fine-tuned block (its output is
+    cached) and the convolution layers of those blocks up to ``layer``. MobileNet cut at
+    ``conv_dw_13_relu`` with 2 blocks: ``("conv_pw_11_relu", ("conv_dw_12", "conv_pw_12", "conv_dw_13"))``.
+    """
+    import keras
+
+    names = [lyr.name for lyr in base.layers]
+    if layer not in names:
+        raise ValueError(f"no layer {layer!r} in the backbone. Received: layer={layer!r}")
+    upto = names[:names.index(layer) + 1]
+    order: list[str] = []
+    for n in upto:
+        b = _block_of(architecture, n)
+        if b is not None and b not in order:
+            order.append(b)
+    if not 1 <= blocks < len(order):
+        raise ValueError(f"finetune_blocks must be between 1 and {len(order) - 1} for a {architecture} cut at "
+                         f"{layer}. Received: finetune_blocks={blocks}")
+    chosen = set(order[-blocks:])
+    first = next(i for i, n in enumerate(upto) if _block_of(architecture, n) in chosen)
+    convs = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+    trainable = tuple(n for n in upto[first:] if isinstance(base.get_layer(n), convs))
+    return upto[first - 1], trainable

@@ -26,7 +26,13 @@ import numpy as np
 
 from desktop.core.errors import CXRError, ImageLoadError
 from desktop.core.imaging import load_xray
-from desktop.core.preprocess import PreprocessSpec, display_to_size, equalize, scale_for_backbone
+from desktop.core.preprocess import (
+    PreprocessSpec,
+    display_to_size,
+    equalize,
+    mask_edges,
+    scale_for_backbone,
+)
 
 from .progress import Progress
 
@@ -215,7 +221,7 @@ def model_inputs_from_cache(images: np.ndarray, spec: PreprocessSpec) -> np.ndar
     x = as_float(images)
     out = np.empty((len(x), spec.height, spec.width, spec.channels), dtype=np.float32)
     for i, img in enumerate(x):
-        out[i] = scale_for_backbone(equalize(img, spec.equalize), spec)
+        out[i] = scale_for_backbone(equalize(mask_edges(img, spec), spec.equalize), spec)
     return out
 
 

@@ -28,7 +28,7 @@ def evaluate_model(model: TrainedModel, dataset: Dataset, *, cache_dir: str | os
                    plot_dir: str | os.PathLike[str] | None = None, n_boot: int = 1000) -> dict[str, Any]:
     """Validation and test metrics (with patient-bootstrap CIs) at every operating point, per source, PA only."""
     feats, _ = dataset_features(dataset, model.spec, architecture=model.architecture, weights=model.weights,
-                                layer=model.layer, cache_dir=cache_dir)
+                                layer=model.cache_layer, cache_dir=cache_dir)
     y_all, pats, srcs = dataset.labels(POSITIVE), dataset.patients(), dataset.sources()
     views = dataset.views()
     ops = {op.name: op.threshold for op in model.operating_points} or {"balanced": 0.5}
@@ -144,8 +144,14 @@ def model_card_extra(model: TrainedModel, dataset: Dataset, info_results: dict[s
 
 def describe_backbone(model: TrainedModel) -> str:
     """The card's exact statement of how the backbone was initialised and used."""
-    text = (f"{model.init.text}. The backbone is cut at {model.layer} (the Grad-CAM layer) and was frozen "
-            "during training (not fine-tuned); only the head was trained.")
+    if model.finetuned_layers:
+        text = (f"{model.init.text}. The backbone is cut at {model.layer} (the Grad-CAM layer). Fine-tuned on "
+                f"the chest X-rays: {', '.join(model.finetuned_layers)} (after {model.cache_layer}; "
+                "BatchNormalization layers kept frozen with their ImageNet statistics), after the head alone "
+                "had been trained on the frozen features; every other backbone layer is frozen ImageNet weights.")
+    else:
+        text = (f"{model.init.text}. The backbone is cut at {model.layer} (the Grad-CAM layer) and was frozen "
+                "during training (not fine-tuned); only the head was trained.")
     unused = [m for m in model.init.missing if m.split("/")[0] not in _layers_up_to(model)]
     if unused:
         text += (f" The missing tensor(s) {', '.join(unused)} belong to layers after the cut, which are not "

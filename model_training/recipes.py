@@ -17,6 +17,8 @@ class Recipe:
     equalize: str = "none"               # PreprocessSpec.equalize
     crop: float = 0.0                    # PreprocessSpec.crop
     resize: str = "stretch"
+    mask_border: float = 0.0             # PreprocessSpec.mask_border (edge band blanked, train and app)
+    mask_corner: float = 0.0             # PreprocessSpec.mask_corner
     epochs: int = 50
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -24,7 +26,7 @@ class Recipe:
     dropout: float = 0.3
     l2: float = 1e-4
     logreg_c: float = 1.0                # gap_linear only (inverse L2 strength)
-    augment: str = "none"                # "none" | "geometric" (paper) | "photometric" | "photometric_geometric"
+    augment: str = "none"                # "none" | "geometric" (paper) | "photometric" | "photometric_geometric" | "photometric_occlude"
     augment_copies: int = 0              # pre-computed augmented feature copies per training image
     class_weight: bool = False           # balance the classes
     source_balance: bool = False         # every (source, class) stratum weighs the same
@@ -34,14 +36,26 @@ class Recipe:
     calibration_bias: bool = False       # with temperature_scaling: also shift the logit (Platt scaling)
     label_smoothing: float = 0.0
     layer: str | None = None             # where the backbone is cut (Grad-CAM layer); None: the default
+    # Fine-tuning of the backbone's last ``finetune_blocks`` blocks before the cut (BatchNorm frozen; see
+    # backbones.finetune_plan): the features are cached where those blocks start and the blocks are
+    # trained with the head, after the head alone has been trained on the frozen features. 0: frozen.
+    finetune_blocks: int = 0
+    finetune_lr: float = 1e-4
+    finetune_epochs: int = 0
+    finetune_batch_size: int = 32
+    finetune_patience: int = 8
 
     def preprocess(self, architecture: str = "mobilenet", size: int = 224) -> PreprocessSpec:
         return PreprocessSpec(height=size, width=size, resize=self.resize, crop=self.crop,
-                              equalize=self.equalize,
+                              equalize=self.equalize, mask_border=self.mask_border, mask_corner=self.mask_corner,
                               normalization="vgg19" if architecture == "vgg19" else "mobilenet")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        return cls(**d)
 
     def with_(self, **changes: Any) -> Recipe:
         return replace(self, **changes)

@@ -19,12 +19,12 @@ import numpy as np
 from desktop.core.fileio import atomic_write_bytes
 from desktop.core.preprocess import PreprocessSpec
 
-from .backbones import BackboneInit, sha256_file
+from .backbones import BackboneInit, build_base, finetune_plan, sha256_file
 from .data import Dataset, Split
 from .heads import apply_head, needs_pre_pool
 from .metrics import OperatingPoint
 from .recipes import Recipe
-from .train import TrainedModel
+from .train import TrainedModel, build_top_head
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ def save_run(model: TrainedModel, out_dir: str | os.PathLike[str], dataset: Data
         "weights_sha256": model.init.sha256,
         "init": asdict(model.init),
         "layer": model.layer,
+        "feature_layer": model.feature_layer,
+        "finetuned_layers": list(model.finetuned_layers),
         "preprocess": model.spec.to_dict(),
         "pooled": model.pooled,
         "feature_shape": list(model.head.inputs[0].shape[1:]),
@@ -81,18 +83,29 @@ def load_run(run_dir: str | os.PathLike[str], *, weights: str | None = None) -> 
     import keras
 
     info = read_run_info(run_dir)
-    recipe = Recipe(**info["recipe"])
+    recipe = Recipe.from_dict(info["recipe"])
     w = weights or info["weights"]
     if w not in (None, "none", "imagenet"):
         if not Path(w).is_file():
             raise RunError(f"{run_dir}: backbone weights {w} not found (pass --base-weights)")
         if info.get("weights_sha256") and sha256_file(w) != info["weights_sha256"]:
             raise RunError(f"{w}: not the backbone weights this run was trained with (sha256 differs)")
-    inp = keras.Input(shape=tuple(info["feature_shape"]))
-    out = apply_head(inp, recipe.head, hidden=recipe.hidden, dropout=recipe.dropout, l2=recipe.l2,
-                     pooled_input=info["pooled"], pre_pool=needs_pre_pool(info["architecture"], recipe.head),
-                     seed=info["seed"])
-    head = keras.Model(inp, out)
+    feature_layer = info.get("feature_layer", "")
+    spec = PreprocessSpec.from_dict(info["preprocess"])
+    if feature_layer:  # fine-tuned top layers + head; every weight comes from head.npz
+        base, _ = build_base(info["architecture"], weights=None,
+                             input_shape=(spec.height, spec.width, spec.channels))
+        start, trainable = finetune_plan(base, info["architecture"], info["layer"], recipe.finetune_blocks)
+        if start != feature_layer:
+            raise RunError(f"{run_dir}: the run's features are cached at {feature_layer}, its recipe says {start}")
+        head = build_top_head(base, recipe, feature_layer, info["layer"], trainable=trainable,
+                              architecture=info["architecture"], seed=info["seed"])
+    else:
+        inp = keras.Input(shape=tuple(info["feature_shape"]))
+        out = apply_head(inp, recipe.head, hidden=recipe.hidden, dropout=recipe.dropout, l2=recipe.l2,
+                         pooled_input=info["pooled"], pre_pool=needs_pre_pool(info["architecture"], recipe.head),
+                         seed=info["seed"])
+        head = keras.Model(inp, out)
     with np.load(Path(run_dir) / HEAD_FILE, allow_pickle=False) as data:
         for layer in head.layers:
             ws = [data[f"{layer.name}/{i}"] for i in range(len(layer.weights)) if f"{layer.name}/{i}" in data]
@@ -107,5 +120,6 @@ def load_run(run_dir: str | os.PathLike[str], *, weights: str | None = None) -> 
                          operating_points=[OperatingPoint(**{**op, "sensitivity_ci": tuple(op["sensitivity_ci"]),
                                                              "specificity_ci": tuple(op["specificity_ci"])})
                                            for op in info["operating_points"]],
-                         split=split, history=info["history"], seed=info["seed"])
+                         split=split, history=info["history"], seed=info["seed"], feature_layer=feature_layer,
+                         finetuned_layers=tuple(info.get("finetuned_layers", ())))
     return model, info

@@ -19,7 +19,7 @@ import numpy as np
 
 from desktop.core.preprocess import PreprocessSpec
 
-from .backbones import BackboneInit, build_base
+from .backbones import BackboneInit, build_base, default_cut, finetune_plan
 from .data import Dataset, Split, check_no_patient_overlap
 from .features import dataset_features
 from .heads import apply_head, copy_head_weights, needs_pre_pool
@@ -51,6 +51,25 @@ class TrainedModel:
     split: Split
     history: list[dict[str, float]] = field(default_factory=list)
     seed: int = 0
+    feature_layer: str = ""        # where cached features are taken ("": ``layer``); earlier when fine-tuning
+    finetuned_layers: tuple[str, ...] = ()  # backbone layers whose weights were trained (in ``head``)
+
+    @property
+    def cache_layer(self) -> str:
+        """The backbone layer whose (cached) output ``head`` takes."""
+        return self.feature_layer or self.layer
+
+    def layer_features(self, feats: np.ndarray, batch_size: int = 128) -> np.ndarray:
+        """Feature maps at ``layer`` (the Grad-CAM layer) from cached features at :attr:`cache_layer`:
+        the fine-tuned top layers applied when there are any."""
+        if self.cache_layer == self.layer:
+            return feats
+        import keras
+
+        sub = keras.Model(self.head.inputs[0], self.head.get_layer(self.layer).output)
+        out = [np.asarray(sub(feats[s:s + batch_size].astype(np.float32), training=False), dtype=np.float16)
+               for s in range(0, len(feats), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, *sub.outputs[0].shape[1:]), np.float16)
 
     def head_probs(self, feats: np.ndarray) -> np.ndarray:
         """p(covid) from cached features (maps or pooled), temperature applied."""
@@ -72,7 +91,46 @@ class TrainedModel:
                          seed=self.seed)
         model = keras.Model(base.input, out, name=f"{self.architecture}_{self.recipe.name}")
         copy_head_weights(self.head, model)
+        if self.cache_layer != self.layer:  # the fine-tuned top layers
+            for name in top_layer_names(base, self.cache_layer, self.layer):
+                w = self.head.get_layer(name).get_weights()
+                if w:
+                    model.get_layer(name).set_weights(w)
         return model
+
+
+def top_layer_names(base: Any, start: str, end: str) -> list[str]:
+    """The backbone's layers after ``start`` up to and including ``end`` (MobileNet and VGG19 are chains)."""
+    names = [layer.name for layer in base.layers]
+    for n in (start, end):
+        if n not in names:
+            raise ValueError(f"no layer {n!r} in the {base.name} backbone")
+    i, j = names.index(start), names.index(end)
+    if j <= i:
+        raise ValueError(f"finetune_from ({start}) must come before the cut ({end})")
+    return names[i + 1:j + 1]
+
+
+def build_top_head(base: Any, recipe: Recipe, start: str, layer: str, *, trainable: tuple[str, ...],
+                   architecture: str, seed: int = 0) -> Any:
+    """Cached features at ``start`` -> copies of the backbone's layers up to ``layer`` (with ``base``'s
+    weights; only the layers in ``trainable``, never BatchNormalization, are trained, so it
+    keeps its ImageNet statistics and runs in inference mode) -> the head. Layer names are the
+    backbone's, so the trained weights go back into the full model by name."""
+    import keras
+
+    inp = keras.Input(shape=tuple(base.get_layer(start).output.shape[1:]), name="feature_map")
+    x = inp
+    for name in top_layer_names(base, start, layer):
+        src = base.get_layer(name)
+        copy = src.__class__.from_config(src.get_config())
+        x = copy(x)
+        if src.get_weights():
+            copy.set_weights(src.get_weights())
+        copy.trainable = name in trainable and not isinstance(copy, keras.layers.BatchNormalization)
+    out = apply_head(x, recipe.head, hidden=recipe.hidden, dropout=recipe.dropout, l2=recipe.l2,
+                     pre_pool=needs_pre_pool(architecture, recipe.head), seed=seed)
+    return keras.Model(inp, out, name=f"top_from_{start}")
 
 
 def temper(p: np.ndarray, temperature: float) -> np.ndarray:
@@ -167,42 +225,103 @@ def fit_keras_head(x_versions: list[np.ndarray], y_tr: np.ndarray, w_tr: np.ndar
     model = keras.Model(inp, out)
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing))
+    history = fit_epochs(model, x_versions, y_tr, w_tr, x_val, y_val, epochs=recipe.epochs,
+                         batch_size=recipe.batch_size, early_stopping=recipe.early_stopping,
+                         patience=recipe.patience, seed=seed, show_progress=show_progress)
+    return model, history
+
+
+def fit_epochs(model: Any, x_versions: list[np.ndarray], y_tr: np.ndarray, w_tr: np.ndarray, x_val: np.ndarray,
+               y_val: np.ndarray, *, epochs: int, batch_size: int, early_stopping: bool, patience: int, seed: int,
+               show_progress: bool = False, stage: str = "", start: tuple[float, Any] | None = None,
+               ) -> list[dict[str, float]]:
+    """Train a compiled model; each epoch draws one version (original or augmented copy) per image.
+
+    With ``early_stopping`` the weights of the epoch with the best validation AUROC are kept;
+    ``start`` = (validation AUROC, weights) of the model before this stage, kept if no epoch beats it.
+    """
     rng = np.random.default_rng(seed)
     n = len(y_tr)
     target = _onehot(y_tr)
     history: list[dict[str, float]] = []
-    best = (-np.inf, None)
+    best = start if start is not None else (-np.inf, None)
     bad = 0
-    for epoch in range(recipe.epochs):
+    for epoch in range(epochs):
         order = rng.permutation(n)
         version = rng.integers(0, len(x_versions), size=n)
-        bar = Progress(n, f"epoch {epoch + 1}/{recipe.epochs}", enabled=show_progress)
+        bar = Progress(n, f"{stage}epoch {epoch + 1}/{epochs}", enabled=show_progress)
         losses = []
-        for start in range(0, n, recipe.batch_size):
-            idx = order[start:start + recipe.batch_size]
+        for first in range(0, n, batch_size):
+            idx = order[first:first + batch_size]
             xb = np.stack([x_versions[v][i] for v, i in zip(version[idx], idx, strict=True)]).astype(np.float32)
             loss = model.train_on_batch(xb, target[idx], sample_weight=w_tr[idx].astype(np.float32))
             losses.append(float(np.asarray(loss).ravel()[0]))
             bar.update(len(idx), loss=float(np.mean(losses)))
-        rec = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+        rec: dict[str, float] = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+        if stage:
+            rec["stage"] = stage.strip(": ")  # type: ignore[assignment]
         if len(y_val) and len(set(y_val.tolist())) == 2:
-            pv = np.asarray(model.predict(x_val.astype(np.float32), batch_size=512, verbose=0))[:, 0]
+            pv = _predict_p(model, x_val)
             rec["val_auroc"] = auroc(y_val, pv)
             bar.update(0, val_auroc=rec["val_auroc"])
         bar.close()
         history.append(rec)
-        log.info("epoch %d: %s", epoch + 1, rec)
-        if recipe.early_stopping and "val_auroc" in rec:
+        log.info("%sepoch %d: %s", stage, epoch + 1, rec)
+        if early_stopping and "val_auroc" in rec:
             if rec["val_auroc"] > best[0] + 1e-5:
                 best = (rec["val_auroc"], model.get_weights())
                 bad = 0
             else:
                 bad += 1
-                if bad >= recipe.patience:
+                if bad >= patience:
                     break
-    if recipe.early_stopping and best[1] is not None:
+    if early_stopping and best[1] is not None:
         model.set_weights(best[1])
-    return model, history
+    return history
+
+
+def _predict_p(model: Any, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """p(covid) (softmax column 0) in batches, inference mode."""
+    out = [np.asarray(model(x[s:s + batch_size].astype(np.float32), training=False))[:, 0]
+           for s in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def finetune_top(base: Any, versions: list[np.ndarray], y_tr: np.ndarray, w_tr: np.ndarray, x_val: np.ndarray,
+                 y_val: np.ndarray, recipe: Recipe, *, start: str, layer: str, trainable: tuple[str, ...],
+                 architecture: str, seed: int, show_progress: bool = False) -> tuple[Any, list[dict[str, float]]]:
+    """Two stages on features cached at ``start``: (1) the head alone on the frozen top's pooled features,
+    (2) the ``trainable`` top layers and the head together at ``recipe.finetune_lr``."""
+    import keras
+
+    if recipe.head != "gap_dense":
+        raise ValueError(f"fine-tuning is implemented for the gap_dense head. Received: head={recipe.head!r}")
+    keras.utils.set_random_seed(seed)
+    top = build_top_head(base, recipe, start, layer, trainable=trainable, architecture=architecture, seed=seed)
+    gap = keras.Model(top.inputs[0], keras.layers.GlobalAveragePooling2D()(top.get_layer(layer).output))
+    pooled = [_predict_rows(gap, v) for v in versions]
+    pooled_val = _predict_rows(gap, x_val)
+    head, history = fit_keras_head(pooled, y_tr, w_tr, pooled_val, y_val, recipe, True, seed, show_progress)
+    for h in history:
+        h["stage"] = "head"  # type: ignore[assignment]
+    copy_head_weights(head, top)
+    if recipe.finetune_epochs <= 0:
+        return top, history
+    top.compile(optimizer=keras.optimizers.Adam(recipe.finetune_lr),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing))
+    two_classes = len(y_val) and len(set(y_val.tolist())) == 2
+    start_point = (auroc(y_val, _predict_p(top, x_val)), top.get_weights()) if two_classes else None
+    history += fit_epochs(top, versions, y_tr, w_tr, x_val, y_val, epochs=recipe.finetune_epochs,
+                          batch_size=recipe.finetune_batch_size, early_stopping=recipe.early_stopping,
+                          patience=recipe.finetune_patience, seed=seed + 1, show_progress=show_progress,
+                          stage="fine-tune: ", start=start_point)
+    return top, history
+
+
+def _predict_rows(model: Any, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    out = [np.asarray(model(x[s:s + batch_size].astype(np.float32), training=False))
+           for s in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, *model.outputs[0].shape[1:]), np.float32)
 
 
 def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str = "mobilenet",
@@ -215,15 +334,24 @@ def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str =
         raise ValueError("the training split is empty")
     spec = recipe.preprocess(architecture, input_size)
     layer = layer or recipe.layer
-    feats, (init, layer) = dataset_features(dataset, spec, architecture=architecture, weights=weights,
-                                            layer=layer, cache_dir=cache_dir, show_progress=show_progress)
+    base = None
+    trainable: tuple[str, ...] = ()
+    cache_layer = layer
+    if recipe.finetune_blocks:
+        base, init0 = build_base(architecture, weights=weights, input_shape=(spec.height, spec.width, spec.channels))
+        layer = layer or default_cut(architecture, init0)
+        cache_layer, trainable = finetune_plan(base, architecture, layer, recipe.finetune_blocks)
+    feats, (init, cache_layer) = dataset_features(dataset, spec, architecture=architecture, weights=weights,
+                                                  layer=cache_layer, cache_dir=cache_dir,
+                                                  show_progress=show_progress)
+    layer = layer or cache_layer
     versions = [feats]
     for k in range(recipe.augment_copies if recipe.augment != "none" else 0):
-        aug, _ = dataset_features(dataset, spec, architecture=architecture, weights=weights, layer=layer,
+        aug, _ = dataset_features(dataset, spec, architecture=architecture, weights=weights, layer=cache_layer,
                                   cache_dir=cache_dir, show_progress=show_progress,
                                   augment_seed=1000 * seed + k + 1, augment_kind=recipe.augment)
         versions.append(aug)
-    pooled = recipe.head in ("gap_linear", "gap_dense")
+    pooled = recipe.head in ("gap_linear", "gap_dense") and not recipe.finetune_blocks
     tr = np.array(split.train)
     va = np.array(split.val)
     y = dataset.labels(POSITIVE)
@@ -234,17 +362,22 @@ def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str =
 
     w_tr = sample_weights(dataset, tr, recipe)
     x_val = prep(feats, va) if len(va) else np.zeros((0, *prep(feats, tr[:1]).shape[1:]), np.float32)
-    if recipe.head == "gap_linear":
+    history: list[dict[str, float]] = []
+    if recipe.finetune_blocks:
+        head, history = finetune_top(base, [v[tr] for v in versions], y[tr], w_tr, x_val, y[va], recipe,
+                                     start=cache_layer, layer=layer, trainable=trainable,
+                                     architecture=architecture, seed=seed, show_progress=show_progress)
+    elif recipe.head == "gap_linear":
         x_tr = np.concatenate([prep(v, tr) for v in versions])
         head = fit_logreg_head(x_tr, np.tile(y[tr], len(versions)), np.tile(w_tr, len(versions)), recipe, seed)
-        history: list[dict[str, float]] = []
     else:
         head, history = fit_keras_head([prep(v, tr) for v in versions], y[tr], w_tr, x_val, y[va], recipe,
                                        pooled, seed, show_progress,
                                        pre_pool=needs_pre_pool(architecture, recipe.head))
     model = TrainedModel(recipe=recipe, architecture=architecture, weights=weights, init=init, layer=layer,
                          spec=spec, head=head, pooled=pooled, temperature=1.0, operating_points=[],
-                         split=split, history=history, seed=seed)
+                         split=split, history=history, seed=seed,
+                         feature_layer=cache_layer if cache_layer != layer else "", finetuned_layers=trainable)
     if len(va):
         p_raw = np.asarray(head.predict(x_val, batch_size=512, verbose=0), dtype=np.float64)
         if recipe.temperature_scaling and len(set(y[va].tolist())) == 2:
@@ -263,6 +396,6 @@ def predict_dataset(model: TrainedModel, dataset: Dataset, index: np.ndarray | N
                     cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
     """p(covid) for the images of ``dataset`` (all, or ``index``) through cached features."""
     feats, _ = dataset_features(dataset, model.spec, architecture=model.architecture, weights=model.weights,
-                                layer=model.layer, cache_dir=cache_dir)
+                                layer=model.cache_layer, cache_dir=cache_dir)
     idx = np.arange(len(dataset)) if index is None else np.asarray(index)
     return model.head_probs(feats[idx])

@@ -127,7 +127,8 @@ def test_holdout_source(tiny_data: Path) -> None:
 
 def test_cached_pixels_match_model_input(tiny_data: Path, tmp_path: Path) -> None:
     ds = read_dataset(tiny_data)
-    for spec in (PreprocessSpec(SIZE, SIZE, equalize="hist", crop=0.05), PreprocessSpec(SIZE, SIZE)):
+    for spec in (PreprocessSpec(SIZE, SIZE, equalize="hist", crop=0.05), PreprocessSpec(SIZE, SIZE),
+                 PreprocessSpec(SIZE, SIZE, equalize="hist", mask_border=0.1, mask_corner=0.2)):
         cached = model_inputs_from_cache(load_images(ds, spec, tmp_path / "cache")[:5], spec)
         again = model_inputs_from_cache(load_images(ds, spec, tmp_path / "cache")[:5], spec)  # from cache
         direct = np.stack([model_input(load_xray(r.path), spec) for r in ds.records[:5]])
@@ -329,3 +330,76 @@ def test_compare_writes_table_and_merges(tiny_data: Path, tmp_path: Path) -> Non
     assert "| linear_probe | " in md
     assert "| ours | " in md
     assert 0.0 <= res["ours"]["random"]["folds"]["random"]["overall"]["auroc"] <= 1.0
+
+
+# --- fine-tuning the top layers ----------------------------------------------
+
+
+def _finetune_recipe():
+    # weights=None: the full MobileNet, cut at conv_pw_13_relu; its last block (conv_dw_13, conv_pw_13)
+    return _small(OURS, hidden=16, patience=2, augment_copies=1, finetune_blocks=1, finetune_epochs=2,
+                  finetune_batch_size=8,
+                  finetune_lr=1e-2, early_stopping=False)
+
+
+def test_finetune_top_trains_only_the_named_layers() -> None:
+    from model_training.train import finetune_top
+
+    base, _ = build_base("mobilenet", weights=None, input_shape=(SIZE, SIZE, 3))
+    before = {n: [w.copy() for w in base.get_layer(n).get_weights()]
+              for n in ("conv_pw_13", "conv_pw_13_bn")}
+    # small positive features keep the random-init BatchNorm + ReLU6 out of saturation
+    shape = tuple(base.get_layer("conv_dw_13_relu").output.shape[1:])
+    feats = np.random.default_rng(0).uniform(0, 0.5, size=(24, *shape)).astype(np.float32)
+    y = np.array([0, 1] * 12)
+    top, history = finetune_top(base, [feats], y, np.ones(24), feats[:8], y[:8], _finetune_recipe(),
+                                start="conv_dw_13_relu", layer="conv_pw_13_relu", trainable=("conv_pw_13",),
+                                architecture="mobilenet", seed=0)
+    assert [h.get("stage") for h in history] == ["head"] * 3 + ["fine-tune"] * 2
+    changed = top.get_layer("conv_pw_13").get_weights()[0]
+    assert not np.allclose(changed, before["conv_pw_13"][0])          # trained
+    for got, want in zip(top.get_layer("conv_pw_13_bn").get_weights(), before["conv_pw_13_bn"], strict=True):
+        np.testing.assert_array_equal(got, want)                      # BatchNorm frozen, statistics kept
+    np.testing.assert_array_equal(base.get_layer("conv_pw_13").get_weights()[0], before["conv_pw_13"][0])
+
+
+def test_finetuned_run_saves_loads_and_exports_the_trained_layers(tiny_data: Path, tmp_path: Path) -> None:
+    ds = read_dataset(tiny_data)
+    out = tmp_path / "ft"
+    model, results = train_run(ds, _finetune_recipe(), out, architecture="mobilenet", weights=None, seed=0,
+                               audit=True, n_boot=20, input_size=SIZE)
+    assert model.cache_layer == "conv_pw_12_relu"
+    assert model.layer == "conv_pw_13_relu"
+    assert model.finetuned_layers == ("conv_dw_13", "conv_pw_13")
+    assert results["audit"]["source_probe"]["all"]["accuracy"] is not None
+    full = model.full_model()
+    np.testing.assert_array_equal(full.get_layer("conv_pw_13").get_weights()[0],
+                                  model.head.get_layer("conv_pw_13").get_weights()[0])
+    again, _ = load_run(out)
+    assert again.cache_layer == "conv_pw_12_relu"
+    x = np.random.default_rng(1).normal(size=(4, *model.head.inputs[0].shape[1:])).astype(np.float32)
+    np.testing.assert_allclose(again.head.predict(x, verbose=0), model.head.predict(x, verbose=0), atol=1e-6)
+    bundle_dir = export_run(out, ds, tmp_path / "tiny-ft", name="tiny-ft", version="0.1")
+    card = load_bundle(bundle_dir).card
+    assert card.gradcam_layer == "conv_pw_13_relu"
+    assert "Fine-tuned on the chest X-rays: conv_dw_13, conv_pw_13" in card.backbone_init
+    pred = Predictor(bundle_dir)
+    idx = np.array(model.split.test[:6])
+    got = np.array([pred.predict(load_xray(ds.records[i].path))[0].p_covid for i in idx])
+    from model_training.train import predict_dataset
+
+    np.testing.assert_allclose(got, predict_dataset(model, ds, idx), atol=2e-3)
+
+
+@pytest.mark.parametrize(("arch", "layer", "blocks", "start", "trainable"), [
+    ("mobilenet", "conv_dw_13_relu", 2, "conv_pw_11_relu", ("conv_dw_12", "conv_pw_12", "conv_dw_13")),
+    ("mobilenet", "conv_pw_13_relu", 1, "conv_pw_12_relu", ("conv_dw_13", "conv_pw_13")),
+    ("vgg19", "block5_conv4", 1, "block4_pool", ("block5_conv1", "block5_conv2", "block5_conv3", "block5_conv4")),
+])
+def test_finetune_plan(arch: str, layer: str, blocks: int, start: str, trainable: tuple[str, ...]) -> None:
+    from model_training.backbones import finetune_plan
+
+    base, _ = build_base(arch, weights=None, input_shape=(SIZE, SIZE, 3))
+    assert finetune_plan(base, arch, layer, blocks) == (start, trainable)
+    with pytest.raises(ValueError, match="finetune_blocks"):
+        finetune_plan(base, arch, layer, 99)

@@ -795,7 +795,9 @@ def render_model_card_md(card: ModelCard | Mapping[str, Any]) -> str:
         f"- Architecture: {data['architecture']}",
         f"- Backbone initialisation: {data['backbone_init']}",
         f"- Input: {spec['height']}x{spec['width']}x{spec['channels']}, resize {spec['resize']}, "
-        f"crop {spec['crop']}, intensity {spec['equalize']}, scaling {spec['normalization']}",
+        f"crop {spec['crop']}, intensity {spec['equalize']}, scaling {spec['normalization']}"
+        + (f", edges masked (band {spec.get('mask_border', 0.0):.0%}, corners {spec.get('mask_corner', 0.0):.0%} of each side)"
+           if spec.get("mask_border") or spec.get("mask_corner") else ""),
         f"- Classes: {', '.join(data['class_names'])} (positive class: {data['positive_class']})",
         f"- Grad-CAM layer: {data['gradcam_layer']}",
         "- Head: " + " -> ".join(_head_text(h) for h in data["head"]),

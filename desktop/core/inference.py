@@ -34,7 +34,7 @@ from .bundle import (
 from .errors import BundleIntegrityError, ModelError, ModelInputError
 from .gradcam import gradcam, head_forward, head_logit_grad
 from .imaging import XRay
-from .preprocess import PreprocessSpec, model_input
+from .preprocess import PreprocessSpec, border_mask, model_input
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Heatmap:
     def upsample(self, shape: tuple[int, int]) -> np.ndarray:
         """The map on an image of ``shape`` (H, W): float32 in [0, 1], smooth (bicubic).
 
-        Areas the model did not see (cropped borders) are 0.
+        Areas the model did not see (cropped borders, masked edges and corners) are 0.
         """
         height, width = int(shape[0]), int(shape[1])
         spec = self.spec
@@ -104,8 +104,16 @@ class Heatmap:
             nh, nw = max(1, round(rh * scale)), max(1, round(rw * scale))
             y0, x0 = (spec.height - nh) // 2, (spec.width - nw) // 2
             region = _resize(full[y0 : y0 + nh, x0 : x0 + nw], rh, rw)
+            if spec.mask_border > 0 or spec.mask_corner > 0:
+                from PIL import Image
+
+                blank = border_mask(spec.height, spec.width, spec.mask_border, spec.mask_corner)
+                block = Image.fromarray(blank[y0 : y0 + nh, x0 : x0 + nw].astype(np.uint8) * 255)
+                region[np.asarray(block.resize((rw, rh), Image.Resampling.NEAREST)) > 0] = 0.0
         else:
             region = _resize(self.cam, rh, rw)
+            if spec.mask_border > 0 or spec.mask_corner > 0:
+                region[border_mask(rh, rw, spec.mask_border, spec.mask_corner)] = 0.0
         if dy == 0 and dx == 0:
             return region
         out = np.zeros((height, width), dtype=np.float32)

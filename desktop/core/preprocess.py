@@ -42,6 +42,10 @@ class PreprocessSpec:
     equalize: str = "none"
     normalization: str = "mobilenet"
     channels: int = 3
+    #: Blank (set to the mean of the rest) the outer band of this fraction of each side...
+    mask_border: float = 0.0
+    #: ...and the corner squares of this fraction of each side: where text, markers and collimator edges are.
+    mask_corner: float = 0.0
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
@@ -58,6 +62,9 @@ class PreprocessSpec:
             raise ValueError(f"input size too small. Received: {self.height}x{self.width}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3. Received: channels={self.channels!r}")
+        for name in ("mask_border", "mask_corner"):
+            if not 0.0 <= getattr(self, name) < 0.4:
+                raise ValueError(f"{name} must be in [0, 0.4). Received: {name}={getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +111,27 @@ def _resize_f(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
 
 
+def border_mask(height: int, width: int, border: float, corner: float) -> np.ndarray:
+    """Boolean (H, W): True in the outer ``border`` band and the ``corner`` squares (fractions of each side,
+    measured at pixel centres)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    fy, fx = (yy + 0.5) / height, (xx + 0.5) / width
+    band = (fy < border) | (fy >= 1 - border) | (fx < border) | (fx >= 1 - border)
+    corners = ((fy < corner) | (fy >= 1 - corner)) & ((fx < corner) | (fx >= 1 - corner))
+    return np.asarray(band | corners)
+
+
+def mask_edges(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The resized image with the spec's border band and corners set to the mean of the rest (no-op
+    when the spec masks nothing). Applied before intensity normalisation."""
+    if spec.mask_border <= 0 and spec.mask_corner <= 0:
+        return img
+    blank = border_mask(img.shape[0], img.shape[1], spec.mask_border, spec.mask_corner)
+    out = np.array(img, dtype=np.float32, copy=True)
+    out[blank] = float(out[~blank].mean()) if (~blank).any() else 0.0
+    return out
+
+
 def equalize(img: np.ndarray, mode: str) -> np.ndarray:
     """Intensity normalisation of a resized float [0, 1] image."""
     if mode == "none":
@@ -143,14 +171,17 @@ def model_input(xray: XRay | np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """The model's input (H, W, C) float32 for one X-ray or one display image (HxW in [0, 1])."""
     pixels = xray.pixels if isinstance(xray, XRay) else xray
     img = display_to_size(pixels, spec)
+    img = mask_edges(img, spec)
     img = equalize(img, spec.equalize)
     return scale_for_backbone(img, spec)
 
 
 __all__ = [
     "PreprocessSpec",
+    "border_mask",
     "display_to_size",
     "equalize",
+    "mask_edges",
     "model_input",
     "scale_for_backbone",
 ]
