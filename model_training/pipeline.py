@@ -147,15 +147,16 @@ def describe_backbone(model: TrainedModel) -> str:
     if model.finetuned_layers:
         text = (f"{model.init.text}. The backbone is cut at {model.layer} (the Grad-CAM layer). Fine-tuned on "
                 f"the chest X-rays: {', '.join(model.finetuned_layers)} (after {model.cache_layer}; "
-                "BatchNormalization layers kept frozen with their ImageNet statistics), after the head alone "
-                "had been trained on the frozen features; every other backbone layer is frozen ImageNet weights.")
+                "BatchNormalization layers kept frozen with their initial statistics), after the head alone "
+                "had been trained on the frozen features; every other backbone layer kept its initial weights (frozen).")
     else:
         text = (f"{model.init.text}. The backbone is cut at {model.layer} (the Grad-CAM layer) and was frozen "
                 "during training (not fine-tuned); only the head was trained.")
     unused = [m for m in model.init.missing if m.split("/")[0] not in _layers_up_to(model)]
     if unused:
         text += (f" The missing tensor(s) {', '.join(unused)} belong to layers after the cut, which are not "
-                 "part of this model: every weight of the backbone in this model is ImageNet-pretrained.")
+                 "part of this model: every weight of the backbone in this model "
+                 + ("was initialised from ImageNet." if model.finetuned_layers else "is ImageNet-pretrained."))
     return text
 
 

@@ -323,3 +323,12 @@ def test_damaged_default_is_reported_not_silently_replaced(isolated_models: tupl
         get_bundle()
     assert get_bundle("other").name == "other"
     assert [b.name for b in discover_bundles().bundles] == ["other"]
+
+
+def test_long_lists_are_shortened_in_the_readable_card() -> None:
+    data = load_bundle(tiny_bundle_path()).card.to_dict()
+    data["split"] = {"train": {"files": [f"img{i:03d}.png" for i in range(500)]}}
+    md = render_model_card_md(data)
+    assert "img000.png, img001.png" in md
+    assert "(500 items; all in model_card.json)" in md
+    assert "img499.png" not in md

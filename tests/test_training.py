@@ -83,7 +83,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _small(recipe, **kw):
-    return recipe.with_(**{"epochs": 3, "batch_size": 8, **kw})
+    return recipe.with_(**{"epochs": 3, "batch_size": 8, "finetune_epochs": 2, "finetune_batch_size": 8, **kw})
 
 
 # --- data -------------------------------------------------------------------
@@ -242,7 +242,10 @@ def test_train_run_writes_run_with_metrics_plots_and_audit(trained_run) -> None:
     gm = audit["gradcam_mass"]
     assert 0 <= gm["lung_share"] <= 1 or gm["empty_maps"] > 0
     assert "auroc_masked" in audit["masked_border"]
-    assert 1 <= len(model.history) <= 3
+    stages = [h.get("stage") for h in model.history]
+    assert 1 <= stages.count("head") <= 3
+    assert stages.count("fine-tune") <= 2  # ours fine-tunes the last two blocks
+    assert model.finetuned_layers == ("conv_dw_12", "conv_pw_12", "conv_dw_13", "conv_pw_13")
     # the saved run rebuilds the same head
     again, _ = load_run(out)
     x = np.random.default_rng(0).normal(size=(4, *model.head.inputs[0].shape[1:])).astype(np.float32)

@@ -772,10 +772,17 @@ def _is_scalar_list(v: Any) -> bool:
     return isinstance(v, list) and all(not isinstance(x, (Mapping, list)) for x in v)
 
 
+#: Longer lists (e.g. the split's file names) are shortened in MODEL_CARD.md; the JSON card has them all.
+MD_LIST_MAX = 12
+
+
 def _inline(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, list):
+        if len(v) > MD_LIST_MAX:
+            head = ", ".join(_inline(x) for x in v[:5])
+            return f"[{head}, ... ({len(v)} items; all in {CARD_FILE})]"
         return "[" + ", ".join(_inline(x) for x in v) + "]"
     if v is None:
         return "n/a"
