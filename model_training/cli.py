@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", choices=("on", "off"), default=None,
                    help="paper recipe: with (on) or without (off, default) the paper's augmentation")
     t.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    t.add_argument("--finetune-blocks", type=int, default=None, metavar="N",
+                   help="override how many backbone blocks before the cut are fine-tuned (0: frozen backbone; "
+                        "ours: 2, i.e. MobileNet conv_dw_12..conv_dw_13; for VGG19 1 = block5)")
     t.add_argument("--holdout-source", action="append", default=[], metavar="NAME",
                    help="keep every image of this source for testing (repeatable)")
     t.add_argument("--val-fraction", type=float, default=0.15)
@@ -166,6 +169,8 @@ def _train(args: argparse.Namespace, dataset: object) -> int:
         recipe = recipe.with_(augment="none", augment_copies=0)
     if args.epochs is not None:
         recipe = recipe.with_(epochs=args.epochs)
+    if args.finetune_blocks is not None:
+        recipe = recipe.with_(finetune_blocks=args.finetune_blocks)
     weights = _weights(args)
     model, results = train_run(dataset, recipe, args.out, architecture=args.arch, weights=weights,  # type: ignore[arg-type]
                                holdout_sources=tuple(args.holdout_source), val_fraction=args.val_fraction,

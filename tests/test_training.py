@@ -406,3 +406,31 @@ def test_finetune_plan(arch: str, layer: str, blocks: int, start: str, trainable
     assert finetune_plan(base, arch, layer, blocks) == (start, trainable)
     with pytest.raises(ValueError, match="finetune_blocks"):
         finetune_plan(base, arch, layer, 99)
+
+
+def test_training_is_reproducible_with_a_seed(tiny_data: Path) -> None:
+    from model_training.train import predict_dataset, train
+
+    ds = read_dataset(tiny_data)
+    split = patient_split(ds, seed=3)
+    recipe = _finetune_recipe()
+    runs = [train(ds, recipe, split, weights=None, seed=s, input_size=SIZE) for s in (3, 3, 4)]
+    p = [predict_dataset(m, ds) for m in runs]
+    np.testing.assert_allclose(p[0], p[1], atol=1e-5)
+    assert [h["loss"] for h in runs[0].history] == pytest.approx([h["loss"] for h in runs[1].history], abs=1e-5)
+    assert not np.allclose(p[0], p[2], atol=1e-3)
+
+
+def test_cli_finetunes_vgg19_block5(tiny_data: Path, tmp_path: Path) -> None:
+    rc = cli_main(["train", "--data", str(tiny_data), "--arch", "vgg19", "--weights", "none", "--recipe", "ours",
+                   "--finetune-blocks", "1", "--epochs", "1", "--input-size", str(SIZE),
+                   "--out", str(tmp_path / "vgg"), "--no-progress"])
+    assert rc == 0
+    info = json.loads((tmp_path / "vgg" / "run.json").read_text())
+    assert info["layer"] == "block5_conv4"
+    assert info["feature_layer"] == "block4_pool"
+    assert info["finetuned_layers"] == ["block5_conv1", "block5_conv2", "block5_conv3", "block5_conv4"]
+    model, _ = load_run(tmp_path / "vgg")
+    full = model.full_model()
+    np.testing.assert_array_equal(full.get_layer("block5_conv1").get_weights()[0],
+                                  model.head.get_layer("block5_conv1").get_weights()[0])
