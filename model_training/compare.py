@@ -125,7 +125,7 @@ def run_protocol(dataset: Dataset, recipe: Recipe, *, protocol: str, architectur
             pooled_p.append(p)
             pooled_pat.append(dataset.patients()[np.array(split.test)])
         log.info("%s %s: AUROC %.4f", recipe.name, name, res["overall"]["auroc"])
-    if pooled_y:
+    if pooled_y and len(pooled_y) == len([f for f in LOSO_FOLDS if f in splits]):
         # F1-F3 test sets are disjoint and cover every image once
         yy, pp, pat = np.concatenate(pooled_y), np.concatenate(pooled_p), np.concatenate(pooled_pat)
         out["pooled_F1_F3"] = evaluate_predictions(yy, pp, pat, 0.5, n_boot=n_boot)
@@ -196,6 +196,8 @@ def compare(dataset: Dataset, recipes: Sequence[Recipe], *, out_dir: str | os.Pa
             if folds is not None and proto == "loso" and "loso" in results[recipe.name]:
                 merged = results[recipe.name]["loso"]  # add these folds to the ones run before
                 merged["folds"].update(res["folds"])
+                if "pooled_F1_F3" in res:  # this run covered F1-F3 itself
+                    merged["pooled_F1_F3"] = res["pooled_F1_F3"]
                 res = merged
             results[recipe.name][proto] = res
             _write(out, results, dataset, architecture, weights, seed, n_boot)  # after each: partial results kept
