@@ -41,6 +41,17 @@ def start_xvfb(size: str = "1600x1000x24") -> subprocess.Popen[bytes] | None:
     return proc
 
 
+def _check_xcb() -> None:
+    """Qt aborts the process (no ``finally``) when its xcb plugin cannot load: try it in a child first."""
+    probe = subprocess.run([sys.executable, "-c", "from PySide6.QtGui import QGuiApplication; QGuiApplication([])"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        tail = (probe.stderr.strip().splitlines() or ["no output"])[0]
+        raise SystemExit(f"Qt cannot open an X window here ({tail}); on Debian: apt-get install libxcb-cursor0 "
+                         "libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 "
+                         "libxcb-xinerama0 libxcb-shape0 libegl1 libgl1")
+
+
 def wait_until(cond: Callable[[], bool], timeout: float = 120.0) -> None:
     from PySide6.QtCore import QEventLoop, QTimer
 
@@ -89,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["QT_QPA_PLATFORM"] = "xcb"
     os.environ["CXR_SCREENER_HOME"] = str(tmp / "home")
     try:
+        _check_xcb()
         return _shoot(args.out, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
