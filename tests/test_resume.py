@@ -51,7 +51,8 @@ def _complete_rows(path: Path) -> int:
 
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path, model_name: str) -> None:  # noqa: F811
     folder = tmp_path / "in"
-    good, bad = make_folder(folder, n_good=24, size=768)  # big enough to be caught mid-scan
+    # big enough to be caught mid-scan even on a quiet machine (the tiny model scans ~80 files/s)
+    good, bad = make_folder(folder, n_good=96, size=768)
     out = tmp_path / "out"
     csv_path = out / "results.csv"
     cmd = cli_cmd("scan", str(folder), "--model", model_name, "--out", str(out), "--resume",
