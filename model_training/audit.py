@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from desktop.core.preprocess import border_mask
+from desktop.core.preprocess import PreprocessSpec, border_mask, mask_edges
 
 from .data import Dataset, as_float
 from .features import dataset_features, extract_features
@@ -40,14 +40,12 @@ def region_masks(h: int, w: int) -> dict[str, np.ndarray]:
     return {"lung": lung, "border": border_mask(h, w, BORDER, 0.0), "corners": border_mask(h, w, 0.0, CORNER)}
 
 
-def mask_border(images: np.ndarray, fill: str = "mean") -> np.ndarray:
-    """Resized images (N, H, W) in [0, 1] with the border band and corners set to the image mean."""
-    out = as_float(images).copy()
-    m = region_masks(out.shape[1], out.shape[2])
-    blank = m["border"] | m["corners"]
-    for i in range(len(out)):
-        out[i][blank] = float(out[i][~blank].mean()) if fill == "mean" else 0.0
-    return out
+def mask_border(images: np.ndarray) -> np.ndarray:
+    """Resized images (N, H, W) in [0, 1] with the border band and corners set to the mean of the rest
+    (:func:`desktop.core.preprocess.mask_edges` with the audit's ``BORDER`` and ``CORNER``)."""
+    x = as_float(images)
+    spec = PreprocessSpec(x.shape[1], x.shape[2], mask_border=BORDER, mask_corner=CORNER)
+    return np.stack([mask_edges(img, spec) for img in x]) if len(x) else x.copy()
 
 
 def source_probe(feats: np.ndarray, dataset: Dataset, *, folds: int = 5, seed: int = 0) -> dict[str, Any]:

@@ -64,13 +64,10 @@ def needs_pre_pool(architecture: str, head: str) -> bool:
     return architecture == "vgg19" and head in ("paper", "flatten_dense")
 
 
-def head_layer_names(model: Any) -> list[str]:
-    return [layer.name for layer in model.layers if layer.name.startswith("head_")]
-
-
-def copy_head_weights(src: Any, dst: Any) -> None:
-    """Copy every ``head_*`` layer's weights from ``src`` to ``dst`` by name."""
-    for name in head_layer_names(src):
-        w = src.get_layer(name).get_weights()
+def copy_weights_by_name(src: Any, dst: Any) -> None:
+    """Copy the weights of every layer of ``src`` that has some into ``dst``'s layer of the same name
+    (the head's ``head_*`` layers and, for a fine-tuned model, the backbone layers it trained)."""
+    for layer in src.layers:
+        w = layer.get_weights()
         if w:
-            dst.get_layer(name).set_weights(w)
+            dst.get_layer(layer.name).set_weights(w)

@@ -53,10 +53,6 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Recipe:
-        return cls(**d)
-
     def with_(self, **changes: Any) -> Recipe:
         return replace(self, **changes)
 

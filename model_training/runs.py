@@ -83,7 +83,7 @@ def load_run(run_dir: str | os.PathLike[str], *, weights: str | None = None) -> 
     import keras
 
     info = read_run_info(run_dir)
-    recipe = Recipe.from_dict(info["recipe"])
+    recipe = Recipe(**info["recipe"])
     w = weights or info["weights"]
     if w not in (None, "none", "imagenet"):
         if not Path(w).is_file():
@@ -115,7 +115,7 @@ def load_run(run_dir: str | os.PathLike[str], *, weights: str | None = None) -> 
     split = Split(tuple(s["train"]), tuple(s["val"]), tuple(s["test"]), s["seed"], s["description"])
     init = BackboneInit(**{**info["init"], "missing": tuple(info["init"]["missing"])})
     model = TrainedModel(recipe=recipe, architecture=info["architecture"], weights=w, init=init,
-                         layer=info["layer"], spec=PreprocessSpec.from_dict(info["preprocess"]), head=head,
+                         layer=info["layer"], spec=spec, head=head,
                          pooled=info["pooled"], temperature=float(info["temperature"]),
                          operating_points=[OperatingPoint(**{**op, "sensitivity_ci": tuple(op["sensitivity_ci"]),
                                                              "specificity_ci": tuple(op["specificity_ci"])})

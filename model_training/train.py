@@ -22,7 +22,7 @@ from desktop.core.preprocess import PreprocessSpec
 from .backbones import BackboneInit, build_base, default_cut, finetune_plan
 from .data import Dataset, Split, check_no_patient_overlap
 from .features import dataset_features
-from .heads import apply_head, copy_head_weights, needs_pre_pool
+from .heads import apply_head, copy_weights_by_name, needs_pre_pool
 from .metrics import OperatingPoint, auroc, choose_operating_points, fit_temperature
 from .progress import Progress
 from .recipes import Recipe
@@ -67,9 +67,7 @@ class TrainedModel:
         import keras
 
         sub = keras.Model(self.head.inputs[0], self.head.get_layer(self.layer).output)
-        out = [np.asarray(sub(feats[s:s + batch_size].astype(np.float32), training=False), dtype=np.float16)
-               for s in range(0, len(feats), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, *sub.outputs[0].shape[1:]), np.float16)
+        return predict_rows(sub, feats, batch_size).astype(np.float16)
 
     def head_probs(self, feats: np.ndarray) -> np.ndarray:
         """p(covid) from cached features (maps or pooled), temperature applied."""
@@ -90,12 +88,7 @@ class TrainedModel:
                          l2=self.recipe.l2, pre_pool=needs_pre_pool(self.architecture, self.recipe.head),
                          seed=self.seed)
         model = keras.Model(base.input, out, name=f"{self.architecture}_{self.recipe.name}")
-        copy_head_weights(self.head, model)
-        if self.cache_layer != self.layer:  # the fine-tuned top layers
-            for name in top_layer_names(base, self.cache_layer, self.layer):
-                w = self.head.get_layer(name).get_weights()
-                if w:
-                    model.get_layer(name).set_weights(w)
+        copy_weights_by_name(self.head, model)  # the head and, when fine-tuned, the trained top layers
         return model
 
 
@@ -107,7 +100,7 @@ def top_layer_names(base: Any, start: str, end: str) -> list[str]:
             raise ValueError(f"no layer {n!r} in the {base.name} backbone")
     i, j = names.index(start), names.index(end)
     if j <= i:
-        raise ValueError(f"finetune_from ({start}) must come before the cut ({end})")
+        raise ValueError(f"the fine-tuned blocks must start ({start}) before the cut ({end})")
     return names[i + 1:j + 1]
 
 
@@ -261,7 +254,7 @@ def fit_epochs(model: Any, x_versions: list[np.ndarray], y_tr: np.ndarray, w_tr:
         if stage:
             rec["stage"] = stage.strip(": ")  # type: ignore[assignment]
         if len(y_val) and len(set(y_val.tolist())) == 2:
-            pv = _predict_p(model, x_val)
+            pv = predict_rows(model, x_val)[:, 0]
             rec["val_auroc"] = auroc(y_val, pv)
             bar.update(0, val_auroc=rec["val_auroc"])
         bar.close()
@@ -280,11 +273,11 @@ def fit_epochs(model: Any, x_versions: list[np.ndarray], y_tr: np.ndarray, w_tr:
     return history
 
 
-def _predict_p(model: Any, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """p(covid) (softmax column 0) in batches, inference mode."""
-    out = [np.asarray(model(x[s:s + batch_size].astype(np.float32), training=False))[:, 0]
+def predict_rows(model: Any, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """``model``'s output for ``x`` in batches, inference mode, float32 inputs."""
+    out = [np.asarray(model(x[s:s + batch_size].astype(np.float32), training=False))
            for s in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0)
+    return np.concatenate(out) if out else np.zeros((0, *model.outputs[0].shape[1:]), np.float32)
 
 
 def finetune_top(base: Any, versions: list[np.ndarray], y_tr: np.ndarray, w_tr: np.ndarray, x_val: np.ndarray,
@@ -299,29 +292,23 @@ def finetune_top(base: Any, versions: list[np.ndarray], y_tr: np.ndarray, w_tr: 
     keras.utils.set_random_seed(seed)
     top = build_top_head(base, recipe, start, layer, trainable=trainable, architecture=architecture, seed=seed)
     gap = keras.Model(top.inputs[0], keras.layers.GlobalAveragePooling2D()(top.get_layer(layer).output))
-    pooled = [_predict_rows(gap, v) for v in versions]
-    pooled_val = _predict_rows(gap, x_val)
+    pooled = [predict_rows(gap, v) for v in versions]
+    pooled_val = predict_rows(gap, x_val)
     head, history = fit_keras_head(pooled, y_tr, w_tr, pooled_val, y_val, recipe, True, seed, show_progress)
     for h in history:
         h["stage"] = "head"  # type: ignore[assignment]
-    copy_head_weights(head, top)
+    copy_weights_by_name(head, top)
     if recipe.finetune_epochs <= 0:
         return top, history
     top.compile(optimizer=keras.optimizers.Adam(recipe.finetune_lr),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing))
     two_classes = len(y_val) and len(set(y_val.tolist())) == 2
-    start_point = (auroc(y_val, _predict_p(top, x_val)), top.get_weights()) if two_classes else None
+    start_point = (auroc(y_val, predict_rows(top, x_val)[:, 0]), top.get_weights()) if two_classes else None
     history += fit_epochs(top, versions, y_tr, w_tr, x_val, y_val, epochs=recipe.finetune_epochs,
                           batch_size=recipe.finetune_batch_size, early_stopping=recipe.early_stopping,
                           patience=recipe.finetune_patience, seed=seed + 1, show_progress=show_progress,
                           stage="fine-tune: ", start=start_point)
     return top, history
-
-
-def _predict_rows(model: Any, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    out = [np.asarray(model(x[s:s + batch_size].astype(np.float32), training=False))
-           for s in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, *model.outputs[0].shape[1:]), np.float32)
 
 
 def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str = "mobilenet",
