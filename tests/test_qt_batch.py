@@ -163,6 +163,16 @@ def test_batch_exports_csv_and_pdf(qtbot, main_window, tmp_path):
     )
     assert "Riverside Health Centre" in pdf_text
     assert "truncated.png" in pdf_text
+    summary_pages = len(pypdf.PdfReader(str(tmp_path / "scan.pdf")).pages)
+
+    # With the box ticked, every image that was read gets a page of its own after the summary.
+    batch.study_pages.setChecked(True)
+    worker = batch.export_pdf(tmp_path / "scan_pages.pdf")
+    with qtbot.waitSignal(worker.signals.finished, timeout=120000):
+        pass
+    pages = pypdf.PdfReader(str(tmp_path / "scan_pages.pdf")).pages
+    assert len(pages) == summary_pages + 5
+    assert all("Grad-CAM" in p.extract_text() for p in pages[summary_pages:])
     assert w.errors.history == []
 
 

@@ -414,6 +414,9 @@ class QtBatchWidget(QWidget):
         export = QHBoxLayout()
         self.anonymize = QCheckBox("&Anonymise file names in exports")
         self.anonymize.setToolTip("Replace file names (which may contain patient names) by pseudonyms in the PDF")
+        self.study_pages = QCheckBox("PDF: a page per &image with its heatmap")
+        self.study_pages.setToolTip("Add one page per scanned image (image, heatmap and result) after the summary;\n"
+                                    "the report takes longer to write: each image is analysed again")
         self.csv_button = QPushButton("Save results as C&SV...")
         self.csv_button.clicked.connect(self.export_csv_dialog)
         self.pdf_button = QPushButton("Save &PDF report...")
@@ -423,6 +426,7 @@ class QtBatchWidget(QWidget):
             lambda: self.folder and QDesktopServices.openUrl(QUrl.fromLocalFile(self.folder))
         )
         export.addWidget(self.anonymize)
+        export.addWidget(self.study_pages)
         export.addStretch(1)
         export.addWidget(self.open_folder_button)
         export.addWidget(self.csv_button)
@@ -725,7 +729,8 @@ class QtBatchWidget(QWidget):
             write_batch_report, os.fspath(path), list(self.model.rows),
             folder=self.folder or "", bundle=bundle, operating_point=op,
             started=self.started_at or _dt.datetime.now().astimezone(), info=info,
-            anonymize=self.anonymize.isChecked(), overwrite=overwrite, _start=False,
+            study_pages=self.study_pages.isChecked(), anonymize=self.anonymize.isChecked(),
+            overwrite=overwrite, _start=False,
         )
         worker.signals.returned.connect(lambda p: self.status.setText(f"PDF report saved as {p}."))
         worker.signals.errored.connect(lambda exc: self.errors.handle(exc, "Saving the PDF report"))
