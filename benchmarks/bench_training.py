@@ -28,14 +28,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--weights", required=True, help="backbone weights (.npz/.h5) or 'imagenet'")
-    ap.add_argument("--recipe", default="ours")
+    ap.add_argument("--recipe", default=None, help="default: the bundled model's recipe")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--run-dir", default=None, help="keep the run here (default: a temporary folder)")
     args = ap.parse_args()
 
     from model_training.data import read_dataset
     from model_training.pipeline import train_run
-    from model_training.recipes import get_recipe
+    from model_training.recipes import BUNDLED, get_recipe
+
+    args.recipe = args.recipe or BUNDLED
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_training_"))
     cache = tmp / "cache"  # empty: nothing precomputed

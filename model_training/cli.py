@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .recipes import RECIPES, get_recipe
+from .recipes import BUNDLED, RECIPES, get_recipe
 
 DEFAULT_CACHE = "runs/cache"
 
@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a recipe on a patient-level split; writes a run folder")
     _add_data(t)
     _add_backbone(t)
-    t.add_argument("--recipe", choices=sorted(RECIPES), default="ours")
+    t.add_argument("--recipe", choices=sorted(RECIPES), default=BUNDLED,
+                   help="default: %(default)s, the bundled model's recipe")
     t.add_argument("--augment", choices=("on", "off"), default=None,
                    help="paper recipe: with (on) or without (off, default) the paper's augmentation")
     t.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="linear probe vs paper vs ours: random split and leave-one-source-out")
     _add_data(c)
     _add_backbone(c)
-    c.add_argument("--recipes", default="linear_probe,paper,paper_aug,ours")
+    c.add_argument("--recipes", default=f"linear_probe,paper,paper_aug,ours_frozen,ours,{BUNDLED}")
     c.add_argument("--out", required=True)
     c.add_argument("--n-boot", type=int, default=1000)
     c.add_argument("--protocols", default="random,loso", help="random and/or loso (default %(default)s)")
@@ -125,7 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             loso = None
             if args.loso:
-                loso = _loso_summary(json.loads(Path(args.loso).read_text()))
+                from .runs import RUN_FILE
+
+                recipe = json.loads((Path(args.run) / RUN_FILE).read_text())["recipe"]["name"]
+                loso = _loso_summary(json.loads(Path(args.loso).read_text()), recipe)
             out = export_run(args.run, dataset, args.out, name=args.name, version=args.version,
                              default=args.default, overwrite=args.overwrite, weights=args.base_weights,
                              loso=loso, cache_dir=args.cache_dir)
@@ -147,8 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
-def _loso_summary(comparison: dict, recipe: str = "ours") -> dict:
-    r = comparison.get(recipe, {}).get("loso", {})
+def _loso_summary(comparison: dict, recipe: str) -> dict:
+    """The leave-one-source-out results of ``recipe`` (the exported run's) from a comparison.json."""
+    if recipe not in comparison or "loso" not in comparison[recipe]:
+        raise ValueError(f"--loso: the comparison has no leave-one-source-out results for recipe {recipe!r} "
+                         f"(it has {sorted(comparison)})")
+    r = comparison[recipe]["loso"]
     out = {}
     for fold, res in r.get("folds", {}).items():
         out[fold] = {"held_out": res["held_out"], "overall": {k: v for k, v in res["overall"].items()

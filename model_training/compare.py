@@ -207,7 +207,7 @@ def compare(dataset: Dataset, recipes: Sequence[Recipe], *, out_dir: str | os.Pa
 
 def _write(out: Path, results: dict[str, Any], dataset: Dataset, architecture: str, weights: str | None,
            seed: int, n_boot: int) -> None:
-    order = ["linear_probe", "paper", "paper_aug", "ours_frozen", "ours"]
+    order = ["linear_probe", "paper", "paper_aug", "ours_frozen", "ours", "ours_spatial"]
     results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     (out / "comparison.json").write_text(json.dumps(results, indent=1, default=float))
     md = ["# Recipe comparison", "",

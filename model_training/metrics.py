@@ -189,10 +189,16 @@ def choose_operating_points(y: np.ndarray, p: np.ndarray, patients: Sequence[str
 
     j = sens + spec - 1
     i_bal = int(np.argmax(j))
-    ok_sens = np.where(sens >= target)[0]
-    i_sens = int(ok_sens[np.argmax(spec[ok_sens])]) if ok_sens.size else 0
-    ok_spec = np.where(spec >= target)[0]
-    i_spec = int(ok_spec[np.argmax(sens[ok_spec])]) if ok_spec.size else len(cand) - 1
+
+    def best(ok: np.ndarray, first: np.ndarray, second: np.ndarray, default: int) -> int:
+        # the best ``first`` among ``ok``; among ties, the best ``second`` (not simply the lowest threshold)
+        if not ok.size:
+            return default
+        top = ok[first[ok] == first[ok].max()]
+        return int(top[np.argmax(second[top])])
+
+    i_sens = best(np.where(sens >= target)[0], spec, sens, 0)
+    i_spec = best(np.where(spec >= target)[0], sens, spec, len(cand) - 1)
     specs = [("balanced", i_bal, "maximises sensitivity + specificity on validation"),
              ("high_sensitivity", i_sens, f"sensitivity >= {target:.2f} on validation, best specificity"),
              ("high_specificity", i_spec, f"specificity >= {target:.2f} on validation, best sensitivity")]

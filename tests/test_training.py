@@ -177,6 +177,17 @@ def test_operating_points_meet_their_targets() -> None:
     assert lo <= ops["balanced"].sensitivity <= hi
 
 
+def test_operating_points_break_ties_towards_the_other_rate() -> None:
+    # Every positive at 0.9, normals at 0.1-0.5 and one at 0.6: thresholds just above 0.5 and just above
+    # 0.6 both keep sensitivity 1.0 with specificity >= 0.95; the high-specificity point must take the
+    # one with the better specificity (1.0), not the lowest threshold (0.95).
+    y = np.r_[np.ones(20), np.zeros(20)].astype(int)
+    p = np.r_[np.full(20, 0.9), np.linspace(0.1, 0.5, 19), [0.6]]
+    ops = {op.name: op for op in M.choose_operating_points(y, p, np.arange(40).astype(str), n_boot=20)}
+    assert (ops["high_specificity"].sensitivity, ops["high_specificity"].specificity) == (1.0, 1.0)
+    assert (ops["high_sensitivity"].sensitivity, ops["high_sensitivity"].specificity) == (1.0, 1.0)
+
+
 def test_ece_and_temperature() -> None:
     rng = np.random.default_rng(0)
     z = rng.normal(0, 3, 2000)
@@ -434,3 +445,45 @@ def test_cli_finetunes_vgg19_block5(tiny_data: Path, tmp_path: Path) -> None:
     full = model.full_model()
     np.testing.assert_array_equal(full.get_layer("block5_conv1").get_weights()[0],
                                   model.head.get_layer("block5_conv1").get_weights()[0])
+
+
+def test_spatial_recipe_exports_and_its_gradcam_matches_gradient_tape(tiny_data: Path, tmp_path: Path) -> None:
+    """The bundled recipe's Flatten head (``ours_spatial``) keeps where each feature is: the exported
+    bundle predicts as training did, and the app's numpy gradient through Flatten/Dense equals TF's."""
+    from desktop.core.gradcam import head_forward, head_logit_grad
+    from model_training.recipes import OURS_SPATIAL
+    from model_training.train import predict_dataset
+
+    ds = read_dataset(tiny_data)
+    size = 64  # 2x2 feature maps: the head has positions to tell apart
+    model, _ = train_run(ds, _small(OURS_SPATIAL, augment_copies=1, hidden=8, patience=2), tmp_path / "run",
+                         weights=None, n_boot=10, input_size=size)
+    assert not model.pooled
+    # Tiny data gives a degenerate Platt fit (T = 1); a real temperature must be folded in as well.
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    info["temperature"] = model.temperature = 2.5
+    (tmp_path / "run" / "run.json").write_text(json.dumps(info))
+    head_names = [layer.name for layer in model.full_model().layers if layer.name.startswith("head_")]
+    assert head_names == ["head_flatten", "head_dropout1", "head_dense1", "head_dropout2", "head_logits"]
+    bundle_dir = export_run(tmp_path / "run", ds, tmp_path / "b", name="tiny-spatial")
+    card = load_bundle(bundle_dir).card
+    assert [h["type"] for h in card.head] == ["flatten", "dropout", "dense", "dropout", "dense"]
+    pred = Predictor(bundle_dir)
+    idx = np.array(model.split.test[:4])
+    got = np.array([pred.predict(load_xray(ds.records[i].path))[0].p_covid for i in idx])
+    np.testing.assert_allclose(got, predict_dataset(model, ds, idx), atol=2e-3)
+
+    feats = pred.session.run(["features"], {"input": model_input(load_xray(ds.records[int(idx[0])].path).pixels,
+                                                                   model.spec)[None]})[0].astype(np.float64)
+    grad = head_logit_grad(head_forward(feats, pred.head, pred.head_weights), pred.head, pred.head_weights, 0)
+    full = model.full_model()
+    x = tf.Variable(feats.astype(np.float32))
+    with tf.GradientTape() as tape:
+        h = x
+        for name in head_names[:-1]:
+            h = full.get_layer(name)(h, training=False)
+        kernel, bias = full.get_layer("head_logits").get_weights()
+        logit = (tf.matmul(h, kernel)[:, 0] + bias[0]) / model.temperature  # the export folds T in
+    want = tape.gradient(logit, x).numpy()
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(grad, want, atol=1e-5 * max(1.0, float(np.abs(want).max())))
