@@ -487,3 +487,14 @@ def test_spatial_recipe_exports_and_its_gradcam_matches_gradient_tape(tiny_data:
     want = tape.gradient(logit, x).numpy()
     assert np.abs(want).max() > 0
     np.testing.assert_allclose(grad, want, atol=1e-5 * max(1.0, float(np.abs(want).max())))
+
+
+def test_export_takes_the_loso_results_of_the_runs_own_recipe() -> None:
+    from model_training.cli import _loso_summary
+
+    fold = {"held_out": "source a", "overall": {"auroc": 0.9, "confusion": {}}, "by_source": {}}
+    comparison = {"ours": {"loso": {"folds": {"F1": {**fold, "overall": {"auroc": 0.5}}}}},
+                  "ours_spatial": {"loso": {"folds": {"F1": fold}}}}
+    assert _loso_summary(comparison, "ours_spatial")["F1"]["overall"] == {"auroc": 0.9}
+    with pytest.raises(ValueError, match="no leave-one-source-out results for recipe 'paper'"):
+        _loso_summary(comparison, "paper")
