@@ -151,6 +151,11 @@ def test_scan_good_and_bad_files(tmp_path: Path, model_name: str) -> None:  # no
     assert f"{len(bad)} failed" in run.stderr
     assert str(csv_path) in run.stderr
     assert len([e for e in read_audit_log() if e["event"] == "scan"]) == len(good) + len(bad)
+    # Resuming the finished scan: nothing left to do, but its results still hold the failed files.
+    again = run_cli("scan", str(folder), "--model", model_name, "--workers", "1", "--resume")
+    assert again.returncode == 1, again.stderr
+    assert f"{len(good) + len(bad)} already done" in again.stderr
+    assert f"{len(bad)} more file(s) failed in earlier runs" in again.stderr
 
 
 def test_scan_all_ok_exit_0_and_no_overwrite_without_asking(tmp_path: Path, model_name: str) -> None:  # noqa: F811
@@ -203,7 +208,7 @@ def test_scan_usage_errors(tmp_path: Path, model_name: str) -> None:  # noqa: F8
 
 def test_scan_ctrl_c_keeps_rows_and_resume_completes(tmp_path: Path, model_name: str) -> None:  # noqa: F811
     folder = tmp_path / "in"
-    n = 40
+    n = 400  # the tiny model scans up to ~500 files/s: 40 files were done before Ctrl-C arrived
     for i in range(n):
         make_png(folder / f"{i:03d}.png", i, size=256)
     out = tmp_path / "out"
@@ -225,7 +230,7 @@ def test_scan_ctrl_c_keeps_rows_and_resume_completes(tmp_path: Path, model_name:
     assert "--resume" in stderr
     assert "Traceback" not in stderr
     _, rows = read_csv(csv_path)
-    assert 0 < len(rows)
+    assert 0 < len(rows) < n
     resumed = run_cli("scan", str(folder), "--model", model_name, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     _, rows = read_csv(csv_path)

@@ -6,9 +6,10 @@ row as results come, so an interrupted scan keeps every finished row;
 a summary at the end. Ctrl-C stops cleanly.
 
 Exit code 0 if every file was screened, 1 if any file failed (its row says
-why) or the scan was cut short by a disk error, 2 for usage errors (unknown
-model, results.csv exists without --resume/--overwrite, resuming with another
-model...), 130 after Ctrl-C.
+why; after --resume, also a failure recorded by an earlier run) or the scan
+was cut short by a disk error, 2 for usage errors (unknown model, results.csv
+exists without --resume/--overwrite, resuming with another model...), 130
+after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -138,6 +139,12 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         _err("cxr-screener scan: interrupted; the rows written so far are kept (continue with --resume)")
         return 130
+    failed = stats.errors
+    if stats.skipped:  # resumed: files that failed in the earlier runs of this scan failed all the same
+        failed = max(failed, sum(not r.ok for r in batch.read_results(results_csv)))
+        if failed > stats.errors:
+            _err(f"{failed - stats.errors} more file(s) failed in earlier runs of this scan "
+                 f"(their rows in {results_csv} say why)")
     if args.report:
         from desktop.core.report import ReportInfo, write_batch_report
 
@@ -161,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                      count=len(all_results), anonymized=bool(args.anonymize), source="scan")
         audit.close()
         _err(f"Report: {path}")
-    return 1 if stats.errors else 0
+    return 1 if failed else 0
 
 
 def default_out_dir(folder: Any) -> Any:
