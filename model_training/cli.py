@@ -126,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             loso = None
             if args.loso:
-                from .runs import RUN_FILE
+                from .runs import read_run_info
 
-                recipe = json.loads((Path(args.run) / RUN_FILE).read_text())["recipe"]["name"]
+                recipe = read_run_info(args.run)["recipe"]["name"]
                 loso = _loso_summary(json.loads(Path(args.loso).read_text()), recipe)
             out = export_run(args.run, dataset, args.out, name=args.name, version=args.version,
                              default=args.default, overwrite=args.overwrite, weights=args.base_weights,

@@ -139,18 +139,17 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         _err("cxr-screener scan: interrupted; the rows written so far are kept (continue with --resume)")
         return 130
-    failed = stats.errors
-    if stats.skipped:  # resumed: files that failed in the earlier runs of this scan failed all the same
-        failed = max(failed, sum(not r.ok for r in batch.read_results(results_csv)))
-        if failed > stats.errors:
-            _err(f"{failed - stats.errors} more file(s) failed in earlier runs of this scan "
-                 f"(their rows in {results_csv} say why)")
+    all_results = batch.read_results(results_csv, folder=folder) if stats.skipped or args.report else []
+    # resumed: files that failed in the earlier runs of this scan failed all the same (the file has every row)
+    failed = sum(not r.ok for r in all_results) if stats.skipped else stats.errors
+    if failed > stats.errors:
+        _err(f"{failed - stats.errors} more file(s) failed in earlier runs of this scan "
+             f"(their rows in {results_csv} say why)")
     if args.report:
         from desktop.core.report import ReportInfo, write_batch_report
 
         info = ReportInfo(clinic_name=args.clinic, clinic_address=args.clinic_address,
                           operator=audit.operator, page_size=args.page_size)
-        all_results = batch.read_results(results_csv, folder=folder)
         path = write_batch_report(
             args.report,
             all_results,
