@@ -15,7 +15,9 @@ from pathlib import Path
 
 
 def _name(path: str | Path | None) -> str:
-    return "<bytes>" if path is None else str(path)
+    from .filenames import display_name
+
+    return "<bytes>" if path is None else display_name(str(path))
 
 
 class CXRError(Exception):
