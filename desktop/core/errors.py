@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .filenames import display_name
+
 
 def _name(path: str | Path | None) -> str:
-    from .filenames import display_name
-
     return "<bytes>" if path is None else display_name(str(path))
 
 
