@@ -63,6 +63,11 @@ def at_operating_point(prediction: Any, predictor: Any, name: str | None) -> Any
     )
 
 
+def choice_for(bundle: Any, operating_point: str | None) -> ModelChoice:
+    """The model choice a scan with ``bundle`` at ``operating_point`` records in results.csv."""
+    return ModelChoice(bundle.name, str(bundle.version), operating_point or bundle.card.default_operating_point)
+
+
 def study_key(path: str | os.PathLike[str]) -> str:
     return str(Path(path).absolute())
 
@@ -135,7 +140,7 @@ class Session:
         bundle = self.bundle
         if bundle is None:
             return None
-        return ModelChoice(bundle.name, str(bundle.card.version), self.operating_point or bundle.card.default_operating_point)
+        return choice_for(bundle, self.operating_point)
 
     # --- studies -----------------------------------------------------------------
     def open(self, paths: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -289,4 +294,4 @@ def reason(r: ScanResult) -> str:
     return text
 
 
-__all__ = ["KEEP_LOADED", "Analysis", "FolderScan", "Session", "Study", "at_operating_point", "reason", "study_key"]
+__all__ = ["KEEP_LOADED", "Analysis", "FolderScan", "Session", "Study", "at_operating_point", "choice_for", "reason", "study_key"]

@@ -2,7 +2,7 @@
 
 Everything in this module runs in worker threads or is cheap; it only
 composes core functions (bundle discovery, Predictor, overlay) and keeps the
-per-image state the window shows.
+per-image state (:mod:`desktop.core.session`) re-exported for the widgets.
 """
 
 from __future__ import annotations
@@ -11,38 +11,18 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from desktop.core.imaging import XRay
+from desktop.core.session import Analysis, Study, at_operating_point
 
 log = logging.getLogger(__name__)
 
 #: Longest side of the heatmap image handed to the viewer (it is stretched smoothly over the X-ray).
 HEATMAP_DISPLAY_MAX = 768
-
-
-@dataclass
-class Analysis:
-    """One model's output on one image."""
-
-    prediction: Any
-    heatmap: Any
-    heat: np.ndarray  # float32 [0, 1] at display resolution
-    predictor: Any = None  # the Predictor that made it (decides at other operating points)
-
-
-@dataclass
-class Study:
-    """An opened file: its X-ray (None until loaded) and the analyses by model name."""
-
-    path: str
-    xray: XRay | None = None
-    analyses: dict[str, Analysis] = field(default_factory=dict)
-    error: BaseException | None = None
 
 
 def discover(models_folder: str = "", dirs: Sequence[tuple[Path, str]] | None = None) -> Any:
@@ -100,16 +80,6 @@ def analyze(xray: XRay, predictor: Any, operating_point: str | None) -> Analysis
     prediction, heatmap = predictor.explain(xray, operating_point=operating_point)
     heat = np.asarray(heatmap.upsample(display_size(xray.shape)), dtype=np.float32)
     return Analysis(prediction, heatmap, heat, predictor)
-
-
-def at_operating_point(prediction: Any, predictor: Any, name: str | None) -> Any:
-    """The same prediction decided at another operating point of its model (no model run)."""
-    if not name or name == prediction.operating_point:
-        return prediction
-    op = predictor.operating_point(name)
-    return replace(
-        prediction, operating_point=op.name, threshold=op.threshold, label=predictor.decide(prediction.p_covid, op)
-    )
 
 
 def colorize(heat: np.ndarray, cmap: str) -> np.ndarray:

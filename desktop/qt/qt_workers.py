@@ -31,8 +31,8 @@ from typing import Any
 
 from PySide6.QtCore import QThreadPool, Signal
 from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase
-from superqt.utils._qthreading import GeneratorWorkerSignals
 from superqt.utils import create_worker as _superqt_create_worker
+from superqt.utils._qthreading import GeneratorWorkerSignals
 
 log = logging.getLogger(__name__)
 
