@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ def _scan_body(
     progress: Progress,
     operator: str,
     workers: int | None,
-) -> Iterator[ScanResult]:
+) -> Generator[ScanResult, None, list[str]]:
     """Worker body: the core scan, with an audit log entry per file; returns the ignored documents."""
     from desktop.core.audit import AuditLog
 

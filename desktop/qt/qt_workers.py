@@ -54,7 +54,6 @@ class QtWorkerSignals(GeneratorWorkerSignals):
 class _Extras:
     """What both worker kinds add to superqt's (mixed in before the superqt class)."""
 
-    signals: QtWorkerSignals
     _done: threading.Event
 
     def _substitute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -65,7 +64,8 @@ class _Extras:
 
     def report_progress(self, *values: Any) -> None:
         """Thread-safe: emit ``progress`` with ``values`` (a tuple, or the single value)."""
-        self.signals.progress.emit(values[0] if len(values) == 1 else values)
+        signals: Any = getattr(self, "signals")  # noqa: B009  (set by the superqt base class)
+        signals.progress.emit(values[0] if len(values) == 1 else values)
 
     @property
     def is_done(self) -> bool:
