@@ -260,6 +260,8 @@ def test_plain_errors_leave_out_uids_and_library_names() -> None:
     assert "12-bit" in what
     assert "incomplete" in plain_text("corrupt", "truncated PNG (file ends before the IEND chunk)")
     assert "1.2.3.4.5" not in plain_text("unsupported", "odd SOP class 1.2.3.4.5 is not an X-ray")
+    assert plain_text("not_an_image", "empty file").startswith("The file is empty")
+    assert "not a PNG, JPEG or DICOM image" in plain_text("not_an_image", "neither PNG, JPEG nor DICOM by its content")
 
 
 def test_qt_system_libraries_name_the_apt_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

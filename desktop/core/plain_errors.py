@@ -18,7 +18,7 @@ INCOMPLETE = (
     "The file is incomplete: it ends before the end of the image, as after an interrupted copy "
     "or download. Copy it again from where it came from; an incomplete PNG, JPEG or DICOM file cannot be read."
 )
-NOT_AN_IMAGE = "This file is not an X-ray image: check that it is a chest X-ray saved as PNG, JPEG or DICOM."
+NOT_AN_IMAGE = "Check that it is a chest X-ray saved as PNG, JPEG or DICOM."
 DEFAULT_ADVICE = "Check that it is a chest X-ray saved as PNG, JPEG or DICOM."
 
 
@@ -45,8 +45,10 @@ def plain_error(kind: str | None, reason: str) -> tuple[str, str]:
             "Ask for the image uncompressed, or as JPEG 2000 or JPEG-LS: the PACS or the X-ray unit "
             "can usually export it that way."
         )
+    if low.startswith("empty file"):
+        return "The file is empty (0 bytes)", "Copy it again from where it came from."
     if kind == "not_an_image":
-        return _sentence(reason), NOT_AN_IMAGE
+        return "This file is not a PNG, JPEG or DICOM image (judged by its content, not its name)", NOT_AN_IMAGE
     if kind == "too_large":
         return _sentence(reason), "The file is far larger than a chest X-ray: check that it is the right file."
     return _sentence(_UID.sub("", reason).replace("()", "").replace("  ", " ")), DEFAULT_ADVICE

@@ -268,8 +268,11 @@ class FolderScan:
     def resume_conflict(self, choice: ModelChoice) -> str | None:
         return resume_conflict(self.rows.values(), choice)
 
-    def summary(self, *, ignored: Sequence[str] = ()) -> str:
-        """``Done: 30 file(s) checked, 3 could not be read.`` (or Cancelled...), naming ignored documents."""
+    def summary(self, *, ignored: Sequence[str] = (), where: bool = True) -> str:
+        """``Done: 30 file(s) checked, 3 could not be read.`` (or Cancelled...), naming ignored documents.
+
+        ``where``: end with the folder the results are saved in.
+        """
         from .scan_state import name_list
 
         n = len(self.rows)
@@ -280,7 +283,7 @@ class FolderScan:
             text = f"Done: {n} file(s) checked, {failed} could not be read."
         if ignored:
             text += f" Not images, left out: {name_list(list(ignored))}."
-        return text + f" Results are saved in {self.results_csv.parent}."
+        return text + (f" Results are saved in {self.results_csv.parent}." if where else "")
 
 
 def reason(r: ScanResult) -> str:

@@ -427,7 +427,7 @@ class QtBatchWidget(QWidget):
                 self.progress.setRange(0, max(n, 1))
             self.progress.setValue(self.progress.maximum())
         self.status.setToolTip(f"Saved results: {state.results_csv}")
-        self.status.setText(state.summary(ignored=self._ignored))
+        self.status.setText(state.summary(ignored=self._ignored, where=False))  # saved_label says where
         self._update_buttons()
         self.scan_finished.emit(n)
 

@@ -325,7 +325,19 @@ class QtMainWindow(QtWindowActions, QtWindowDocuments, QtWindowView):
         )
         self.report_dialog = dialog
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._fit_to_screen(dialog)
         dialog.open()
+
+    def _fit_to_screen(self, dialog: QWidget, title_bar: int = 32) -> None:
+        """Shrink a dialog to the screen's free area (a 1366x768 laptop): its buttons must stay reachable."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        avail = screen.availableGeometry()
+        width = min(dialog.width(), avail.width())
+        height = min(dialog.height(), avail.height() - title_bar)
+        if (width, height) != (dialog.width(), dialog.height()):
+            dialog.resize(max(width, dialog.minimumWidth()), max(height, dialog.minimumHeight()))
 
     def show_model_card(self, bundle: Any = None) -> None:
         bundle = bundle if bundle is not None and not isinstance(bundle, bool) else self.current_bundle()
@@ -339,6 +351,7 @@ class QtMainWindow(QtWindowActions, QtWindowDocuments, QtWindowView):
             return
         self.card_dialog = dialog
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._fit_to_screen(dialog)
         dialog.open()
 
     def show_settings(self) -> None:
