@@ -180,7 +180,8 @@ def _shoot(out: Path, tmp: Path, width: int, height: int) -> int:
     dialog.update_preview()
     settle(1200)
     def preview_done() -> bool:
-        return dialog.preview_status.text() == "Up to date" and dialog._preview_worker.is_done
+        worker = dialog._preview_worker
+        return dialog.preview_status.text() == "Up to date" and worker is not None and worker.is_done
 
     wait_until(preview_done)
     settle(800)  # a resize to fit the screen may start one more refresh
