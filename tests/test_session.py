@@ -294,3 +294,46 @@ def test_gui_diagnose_prints_json_in_the_venv() -> None:
     assert info["frozen"] is False
     assert "qt_system_libraries_missing" in info
     assert "dicom_decoders" in info
+
+
+def test_the_desktop_work_runs_as_plain_generators_without_qt(tmp_path: Path) -> None:
+    """What the window's workers run: analyse opened files, scan a folder (with its left-out documents)."""
+    import shutil
+
+    from desktop.core.batch import CancelToken
+    from desktop.core.session_work import PredictorCache, analyze_files, discover, scan_folder
+    from tests.model_fixtures import tiny_bundle_path
+
+    src = tiny_bundle_path()
+    discovery = discover(dirs=[(src.parent, "user")])
+    bundle = next(b for b in discovery.bundles if Path(b.path).name == src.name)
+    cache = PredictorCache(threads=1)
+    sample = REPO / "assets" / "samples" / "shenzhen__CHNCXR_0001_0.png"
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    items = list(analyze_files([str(sample), str(bad)], bundle, None, cache))
+    assert [(kind, Path(path).name) for kind, path, _ in items] == [
+        ("loaded", sample.name), ("analysis", sample.name), ("error", "bad.png")]
+    model, analysis = items[1][2]
+    assert model == bundle.name
+    assert 0.0 <= analysis.prediction.p_covid <= 1.0
+    assert max(analysis.heat.shape) <= 768
+
+    folder = tmp_path / "films"
+    folder.mkdir()
+    shutil.copy(sample, folder / "a.png")
+    (folder / "README.txt").write_text("notes", encoding="utf-8")
+    progress = Progress()
+    gen = scan_folder(str(folder), bundle, None, cache, tmp_path / "out" / "results.csv", False,
+                      CancelToken(), progress, "tester", 0)
+    rows = []
+    while True:
+        try:
+            rows.append(next(gen))
+        except StopIteration as stop:
+            ignored = stop.value
+            break
+    assert [r.relpath for r in rows] == ["a.png"]
+    assert ignored == ["README.txt"]
+    assert progress.snapshot().finished
+    assert cache.get(bundle) is cache.get(bundle)  # one predictor per bundle

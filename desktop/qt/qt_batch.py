@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.batch import CancelToken, ScanResult, ScanStats, scan
+from desktop.core.batch import CancelToken, ScanResult
 from desktop.core.progress import Progress, describe
-from desktop.core.scan_state import export_csv, ignored_documents, user_results_csv, user_scan_dir
+from desktop.core.scan_state import export_csv, user_results_csv, user_scan_dir
 from desktop.core.session import FolderScan, choice_for
+from desktop.core.session_work import scan_folder
 
 from . import _core_bridge as bridge
 from .qt_errors import QtErrorHandler
@@ -61,41 +62,6 @@ ModelFn = Callable[[], tuple[Any, str | None]]
 #: Kept under their old names (the CLI and the GUI now share one per-user folder).
 scan_state_dir = user_scan_dir
 results_csv_for = user_results_csv
-
-
-def _scan_body(
-    folder: str,
-    bundle: Any,
-    operating_point: str | None,
-    cache: bridge.PredictorCache,
-    results_csv: Path,
-    resume: bool,
-    cancel: CancelToken,
-    progress: Progress,
-    operator: str,
-    workers: int | None,
-) -> Generator[ScanResult, None, list[str]]:
-    """Worker body: the core scan, with an audit log entry per file; returns the ignored documents."""
-    from desktop.core.audit import AuditLog
-
-    predictor = cache.get(bundle)
-    results_csv.parent.mkdir(parents=True, exist_ok=True)
-    stats = ScanStats()
-    with AuditLog(operator=operator or None) as audit:
-        yield from scan(
-            folder,
-            predictor,
-            operating_point=operating_point,
-            results_csv=results_csv,
-            resume=resume,
-            overwrite=not resume,
-            cancel=cancel,
-            progress=progress,
-            audit=audit,
-            workers=workers,
-            stats=stats,
-        )
-    return ignored_documents(folder, results_csv) if stats.ignored else []
 
 
 class QtBatchWidget(QWidget):
@@ -372,7 +338,7 @@ class QtBatchWidget(QWidget):
         self.progress.setTextVisible(True)
         self.status.setText("Listing the files...")
         worker = create_worker(
-            _scan_body, state.folder, bundle, op, self.predictors, state.results_csv, resume,
+            scan_folder, state.folder, bundle, op, self.predictors, state.results_csv, resume,
             self.cancel_token, self.scan_progress, self.settings.operator, self.decode_workers, _start=False,
         )
         worker.signals.yielded.connect(self._add)

@@ -9,15 +9,15 @@ widget, the viewer and the result panel in step with it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QListWidgetItem, QMainWindow
 
-from desktop.core.imaging import load_xray
 from desktop.core.session import Study
+from desktop.core.session_work import analyze_files
 
 from . import _core_bridge as bridge
 from .qt_workers import create_worker
@@ -29,26 +29,6 @@ OPEN_FILTERS = (
     "PNG, JPEG or DICOM by extension (*.png *.PNG *.jpg *.JPG *.jpeg *.JPEG *.dcm *.DCM *.dicom *.DICOM)",
 )
 OPEN_FILTER = ";;".join(OPEN_FILTERS)
-
-
-def _analyze_files(
-    paths: Sequence[str], bundle: Any, operating_point: str | None, cache: bridge.PredictorCache
-) -> Iterator[tuple[str, str, Any]]:
-    """Worker body: load each file, yield it, then its analysis (or the error)."""
-    for path in paths:
-        try:
-            xray = load_xray(path)
-        except Exception as exc:  # reported per file, the others go on
-            yield ("error", path, exc)
-            continue
-        yield ("loaded", path, xray)
-        if bundle is None:
-            continue
-        try:
-            predictor = cache.get(bundle)
-            yield ("analysis", path, (bundle.name, bridge.analyze(xray, predictor, operating_point)))
-        except Exception as exc:
-            yield ("error", path, exc)
 
 
 class QtWindowDocuments(QMainWindow):
@@ -110,7 +90,7 @@ class QtWindowDocuments(QMainWindow):
         if keys[0] == self.session.current_path and bundle is not None:
             self.panel.set_busy("Reading the X-ray...")
         worker = create_worker(
-            _analyze_files, list(keys), bundle, self.session.operating_point, self.predictors, _start=False
+            analyze_files, list(keys), bundle, self.session.operating_point, self.predictors, _start=False
         )
         worker.signals.yielded.connect(self._on_analysis_item)
         worker.signals.errored.connect(lambda exc: self.errors.handle(exc, "Analysing the X-ray"))
