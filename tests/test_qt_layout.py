@@ -246,3 +246,25 @@ def test_the_gui_resumes_a_scan_the_cli_made(qtbot, main_window, qt_bundles, tmp
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == folder else real_access(p, mode))
     assert default_out_dir(folder) == out  # a read-only folder (a CD): the same per-user folder
+
+
+def test_a_film_the_input_gate_rejected_is_not_assessable_not_unreadable(qtbot):
+    from desktop.core.batch import ScanResult
+    from desktop.qt.qt_results_table import COLUMNS, QtResultsFilter, QtResultsModel
+
+    model = QtResultsModel()
+    model.add_many([
+        ScanResult("/a/hip.dcm", "1" * 64, "rejected", None, None, "", "", None, None,
+                   "not assessable: hip film", "body_part", relpath="hip.dcm"),
+        ScanResult("/a/bad.png", "2" * 64, "error", None, None, "", "", None, None,
+                   "/a/bad.png: truncated PNG", "corrupt", relpath="bad.png"),
+    ])
+    assert model.data(model.index(0, COLUMNS.index("Result"))) == "Not assessable"
+    assert model.data(model.index(0, COLUMNS.index("Problem"))) == "not assessable: hip film"
+    assert model.data(model.index(1, COLUMNS.index("Result"))) == "Could not be read"
+    proxy = QtResultsFilter()
+    proxy.setSourceModel(model)
+    proxy.set_mode("failed")
+    assert proxy.rowCount() == 1
+    proxy.set_mode("rejected")
+    assert proxy.rowCount() == 1

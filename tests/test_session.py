@@ -172,7 +172,7 @@ def test_folder_scan_counts_resume_and_summary(tmp_path: Path) -> None:
     assert not scan.can_resume()  # nothing saved
     scan.add([_row("a.png", label="covid"), _row("b.png"), _row("c.png", ok=False)])
     scan.add([_row("b.png", label="covid")])  # a file seen again replaces its row
-    assert scan.counts() == {"positive": 2, "negative": 0, "failed": 1}
+    assert scan.counts() == {"positive": 2, "negative": 0, "failed": 1, "not_assessable": 0}
     (tmp_path / "out").mkdir()
     scan.results_csv.write_text("path\n", encoding="utf-8")
     assert scan.can_resume()

@@ -251,12 +251,14 @@ class FolderScan:
         self.cancelled = False
 
     def kind(self, r: ScanResult) -> str:
+        if r.status == "rejected":  # the input gate: not a chest film, no result given
+            return "not_assessable"
         if not r.ok:
             return "failed"
         return "positive" if r.label == self.positive_class else "negative"
 
     def counts(self) -> dict[str, int]:
-        c = {"positive": 0, "negative": 0, "failed": 0}
+        c = {"positive": 0, "negative": 0, "failed": 0, "not_assessable": 0}
         for r in self.rows.values():
             c[self.kind(r)] += 1
         return c
@@ -276,11 +278,14 @@ class FolderScan:
         from .scan_state import name_list
 
         n = len(self.rows)
-        failed = self.counts()["failed"]
+        counts = self.counts()
+        failed = counts["failed"]
         if self.cancelled:
             text = f"Cancelled: {n} file(s) checked so far ({failed} could not be read). Press Resume to check the rest."
         else:
             text = f"Done: {n} file(s) checked, {failed} could not be read."
+        if counts["not_assessable"]:
+            text += f" {counts['not_assessable']} not assessable (not a chest film)."
         if ignored:
             text += f" Not images, left out: {name_list(list(ignored))}."
         return text + (f" Results are saved in {self.results_csv.parent}." if where else "")

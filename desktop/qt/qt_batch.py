@@ -48,7 +48,7 @@ from desktop.core.session_work import scan_folder
 
 from . import _core_bridge as bridge
 from .qt_errors import QtErrorHandler
-from .qt_results_table import COLUMNS, FILTERS, QtResultsFilter, QtResultsModel, problem
+from .qt_results_table import COLUMNS, FILTERS, REJECTED, QtResultsFilter, QtResultsModel, problem
 from .qt_settings import AppSettings
 from .qt_workers import create_worker
 
@@ -413,7 +413,7 @@ class QtBatchWidget(QWidget):
     def _show_rows(self, rows: list[ScanResult]) -> None:
         self.model.add_many(rows)
         for result in rows:
-            if not result.ok:
+            if not result.ok and result.status != REJECTED:
                 self.failed_list.addItem(f"{result.relpath or result.path}: {problem(result)}")
         if any(getattr(r, "site", None) for r in rows):  # results.csv may carry a site column
             self.table.setColumnHidden(COLUMNS.index("Site"), False)
@@ -426,11 +426,13 @@ class QtBatchWidget(QWidget):
             self.state.clear()
 
     def _update_counts(self) -> None:
-        c = self.state.counts() if self.state is not None else {"positive": 0, "negative": 0, "failed": 0}
-        total = c["positive"] + c["negative"] + c["failed"]
-        self.counts.setText(
-            f"{total} files: {c['positive']} positive, {c['negative']} negative, {c['failed']} could not be read"
-        )
+        c = self.state.counts() if self.state is not None else {}
+        total = sum(c.values())
+        text = (f"{total} files: {c.get('positive', 0)} positive, {c.get('negative', 0)} negative, "
+                f"{c.get('failed', 0)} could not be read")
+        if c.get("not_assessable"):
+            text += f", {c['not_assessable']} not assessable"
+        self.counts.setText(text)
         if total <= 1:
             self._update_buttons()
 

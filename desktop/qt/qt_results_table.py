@@ -31,7 +31,10 @@ FILTERS = (
     ("positive", "Positive screens"),
     ("negative", "Negative screens"),
     ("failed", "Could not be read"),
+    ("rejected", "Not assessable (not a chest film...)"),
 )
+#: ``status`` of a file the input gate refused (not a chest film): read, but given no result.
+REJECTED = "rejected"
 POSITIVE_BG = QColor(250, 222, 214)
 FAILED_BG = QColor(235, 235, 235)
 
@@ -47,8 +50,12 @@ def row_site(r: ScanResult) -> str:
 
 
 def problem(r: ScanResult) -> str:
-    """Why the file could not be read, in plain words (the CSV keeps the technical reason)."""
-    return "" if r.ok else plain_text(r.error_kind, reason(r))
+    """Why the file could not be read (or assessed), in plain words (the CSV keeps the technical reason)."""
+    if r.ok:
+        return ""
+    if r.status == REJECTED:  # the input gate's words are meant for the user already
+        return reason(r)
+    return plain_text(r.error_kind, reason(r))
 
 
 class QtResultsModel(QAbstractTableModel):
@@ -72,6 +79,8 @@ class QtResultsModel(QAbstractTableModel):
         return None
 
     def result_text(self, r: ScanResult) -> str:
+        if r.status == REJECTED:
+            return "Not assessable"
         if not r.ok:
             return "Could not be read"
         return "POSITIVE screen" if r.label == self.positive_class else "negative"
@@ -192,7 +201,9 @@ class QtResultsFilter(QSortFilterProxyModel):
             return True
         r = model.rows[source_row]
         if self.mode == "failed":
-            return not r.ok
+            return not r.ok and r.status != REJECTED
+        if self.mode == REJECTED:
+            return r.status == REJECTED
         if not r.ok:
             return False
         positive = r.label == model.positive_class
@@ -200,4 +211,4 @@ class QtResultsFilter(QSortFilterProxyModel):
 
 
 
-__all__ = ["COLUMNS", "FILTERS", "QtResultsFilter", "QtResultsModel", "operating_point_label", "problem", "row_site"]
+__all__ = ["COLUMNS", "FILTERS", "REJECTED", "QtResultsFilter", "QtResultsModel", "operating_point_label", "problem", "row_site"]
