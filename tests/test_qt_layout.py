@@ -268,3 +268,27 @@ def test_a_film_the_input_gate_rejected_is_not_assessable_not_unreadable(qtbot):
     assert proxy.rowCount() == 1
     proxy.set_mode("rejected")
     assert proxy.rowCount() == 1
+
+
+def test_features_hook_into_the_tools_menu(qtbot, main_window):
+    w = main_window
+    assert not w.tools_menu.menuAction().isVisible()  # empty: hidden
+    called = []
+    action = w.add_tool_action("Calibrate for this site...", lambda: called.append(True), "Site calibration")
+    assert w.tools_menu.menuAction().isVisible()
+    assert action in w.tools_menu.actions()
+    action.trigger()
+    assert called == [True]
+
+
+def test_dialogs_are_shrunk_to_fit_a_small_screen(qtbot, main_window):
+    from PySide6.QtWidgets import QDialog
+
+    w = main_window
+    avail = w.screen().availableGeometry()
+    dialog = QDialog(w)
+    qtbot.addWidget(dialog)
+    dialog.resize(avail.width() + 300, avail.height() + 300)
+    w._fit_to_screen(dialog)
+    assert dialog.width() <= avail.width()
+    assert dialog.height() <= avail.height()
