@@ -292,3 +292,20 @@ def test_dialogs_are_shrunk_to_fit_a_small_screen(qtbot, main_window):
     w._fit_to_screen(dialog)
     assert dialog.width() <= avail.width()
     assert dialog.height() <= avail.height()
+
+
+def test_workers_are_superqt_workers_on_pyside6(qtbot):
+    import qtpy
+    from PySide6.QtCore import QRunnable
+    from superqt.utils import WorkerBase
+
+    from desktop.qt.qt_workers import create_worker
+
+    worker = create_worker(lambda: 42, _start=False)
+    assert isinstance(worker, WorkerBase)
+    assert isinstance(worker, QRunnable)
+    assert qtpy.API_NAME == "PySide6"
+    with qtbot.waitSignal(worker.signals.returned, timeout=10000) as blocker:
+        worker.start()
+    assert blocker.args == [42]
+    qtbot.waitUntil(lambda: worker.is_done, timeout=5000)

@@ -25,11 +25,17 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QThreadPool, Signal
+
+# superqt reaches Qt through qtpy, which would pick PyQt5/PyQt6 before PySide6 if one is installed:
+# the workers must be PySide6 objects like the rest of the window.
+os.environ["QT_API"] = "pyside6"
+
 from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase
 from superqt.utils import create_worker as _superqt_create_worker
 from superqt.utils._qthreading import GeneratorWorkerSignals
