@@ -309,3 +309,32 @@ def test_workers_are_superqt_workers_on_pyside6(qtbot):
         worker.start()
     assert blocker.args == [42]
     qtbot.waitUntil(lambda: worker.is_done, timeout=5000)
+
+
+def test_the_gui_shows_and_resumes_a_default_cli_scan(qtbot, main_window, tmp_path):
+    """``cxr-screener scan DIR`` (results in DIR/cxr_results): the tab shows them and resumes into that file."""
+    from desktop.core.paths import user_models_dir
+    from tests.batch_support import run_cli
+
+    bundle = main_window.current_bundle()
+    shutil.copytree(bundle.path, user_models_dir() / Path(bundle.path).name)
+    folder = make_batch_folder(tmp_path, n_good=2, bad=0)
+    run = run_cli("scan", str(folder), "--model", main_window.model_name, "--no-progress")
+    assert run.returncode == 0, run.stderr
+    cli_csv = folder / "cxr_results" / "results.csv"
+    assert cli_csv.is_file()
+    shutil.copy(SAMPLES / "shenzhen__CHNCXR_0001_0.png", folder / "ward_a" / "late.png")
+    batch = main_window.batch
+    batch.set_folder(str(folder))
+    assert batch.results_csv == cli_csv
+    assert len(batch.model.rows) == 2
+    with qtbot.waitSignal(batch.scan_finished, timeout=120000):
+        batch.start_scan(resume=True)
+    assert len(batch.model.rows) == 3
+    assert cli_csv.read_text(encoding="utf-8").count("late.png") == 1
+    before = cli_csv.read_bytes()
+    with qtbot.waitSignal(batch.scan_finished, timeout=120000):
+        batch.start_scan(resume=False)  # from the beginning: into the window's own file
+    assert cli_csv.read_bytes() == before  # the CLI's results are left as they are
+    assert batch.results_csv != cli_csv
+    assert len(batch.model.rows) == 3

@@ -199,6 +199,12 @@ def test_one_per_user_scan_folder_for_cli_and_gui(tmp_path: Path) -> None:
     assert user_scan_dir(tmp_path) != where
     assert user_results_csv(folder) == where / "results.csv"
     assert FolderScan(folder).results_csv == where / "results.csv"
+    (folder / "cxr_results").mkdir()
+    (folder / "cxr_results" / "results.csv").write_text("path\n", encoding="utf-8")
+    assert FolderScan(folder).results_csv == folder / "cxr_results" / "results.csv"  # the CLI's scan
+    where.mkdir(parents=True)
+    (where / "results.csv").write_text("path\n", encoding="utf-8")
+    assert FolderScan(folder).results_csv == where / "results.csv"  # the window's own wins
 
 
 def test_csv_export_pseudonymises_names_in_paths_and_errors(tmp_path: Path) -> None:

@@ -45,6 +45,22 @@ def user_results_csv(folder: str | os.PathLike[str]) -> Path:
     return user_scan_dir(folder) / RESULTS_NAME
 
 
+#: ``cxr-screener scan DIR`` writes to ``DIR/cxr_results/`` when DIR is writable.
+CLI_OUT_NAME = "cxr_results"
+
+
+def saved_results_csv(folder: str | os.PathLike[str]) -> Path:
+    """The results file a scan of ``folder`` continues: the per-user one, else the CLI's default.
+
+    The per-user file (:func:`user_results_csv`) when it exists or when there is
+    nothing saved yet; the CLI's ``DIR/cxr_results/results.csv`` when only that
+    exists, so a scan started with ``cxr-screener scan DIR`` is shown and resumed.
+    """
+    mine = user_results_csv(folder)
+    cli = Path(folder) / CLI_OUT_NAME / RESULTS_NAME
+    return cli if not mine.is_file() and cli.is_file() else mine
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     """The model a scan runs with: bundle name, version and operating point."""
@@ -140,6 +156,7 @@ def name_list(names: Sequence[str], limit: int = 3) -> str:
 
 
 __all__ = [
+    "CLI_OUT_NAME",
     "ModelChoice",
     "csv_rows",
     "export_csv",
@@ -147,6 +164,7 @@ __all__ = [
     "load_saved",
     "name_list",
     "recorded_models",
+    "saved_results_csv",
     "resume_conflict",
     "user_results_csv",
     "user_scan_dir",

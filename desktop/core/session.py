@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .batch import ScanResult
-from .scan_state import ModelChoice, load_saved, resume_conflict, user_results_csv
+from .scan_state import ModelChoice, load_saved, resume_conflict, saved_results_csv
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ class FolderScan:
 
     def __init__(self, folder: str | os.PathLike[str], results_csv: str | os.PathLike[str] | None = None) -> None:
         self.folder = os.fspath(folder)
-        self.results_csv = Path(results_csv) if results_csv is not None else user_results_csv(folder)
+        self.results_csv = Path(results_csv) if results_csv is not None else saved_results_csv(folder)
         self.rows: dict[str, ScanResult] = {}
         self.positive_class = "covid"
         #: True after a scan of this folder ran to the end (nothing left to resume).

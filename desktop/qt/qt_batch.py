@@ -326,6 +326,10 @@ class QtBatchWidget(QWidget):
                 return
         if not resume:
             self._reset_rows()
+            # A fresh scan goes to the window's own per-user file (a CLI's DIR/cxr_results is only resumed).
+            state.results_csv = user_results_csv(state.folder)
+            self.saved_label.setText(f"Results are saved in {state.results_csv.parent}")
+            self.saved_label.setToolTip(str(state.results_csv))
         state.positive_class = self.model.positive_class = bundle.card.positive_class
         state.finished = state.cancelled = False
         self.scan_bundle, self.scan_operating_point = bundle, op

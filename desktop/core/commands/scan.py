@@ -179,11 +179,11 @@ def default_out_dir(folder: Any) -> Any:
     import os
     from pathlib import Path
 
-    from desktop.core.scan_state import user_scan_dir
+    from desktop.core.scan_state import CLI_OUT_NAME, user_scan_dir
 
     folder = Path(folder)
     if os.access(folder, os.W_OK):
-        return folder / "cxr_results"
+        return folder / CLI_OUT_NAME
     fallback = user_scan_dir(folder)
     _err(f"cxr-screener scan: {folder} is read-only; results go to {fallback}")
     return fallback
