@@ -24,7 +24,9 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.app-installed
 	$(BIN)/cxr-screener scan assets/samples --out $(OUT) --overwrite --report $(OUT)/report.pdf
 
+# Checks Qt's system libraries first (Linux): names what is missing and the exact apt-get line.
 gui: $(VENV)/.app-installed
+	$(BIN)/python -m desktop.core.qt_system
 	$(BIN)/cxr-screener gui
 
 test: $(VENV)/.dev-installed

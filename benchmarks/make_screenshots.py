@@ -1,9 +1,13 @@
 """Screenshots of the real window in an X server: main window with a heatmap, batch view, report dialog, model card.
 
-    python benchmarks/make_screenshots.py [--out docs/screenshots]
+    python benchmarks/make_screenshots.py [--out docs/screenshots] [--sizes 1366x768,1920x1080]
 
-Runs the application with the xcb platform (a real X window, not offscreen).
-Without $DISPLAY it starts its own ``Xvfb`` (apt-get install xvfb). Uses the
+One set per screen size, named ``<view>_<W>x<H>.png``: the window fills the
+screen less a task bar and a title bar (``WINDOW_CHROME`` pixels), as a
+maximised window on a clinic laptop (1366x768) or a desktop monitor
+(1920x1080). Each size runs in its own process with its own ``Xvfb`` screen
+of that size (apt-get install xvfb), on the xcb platform (a real X window,
+not offscreen); with $DISPLAY set and a single size, that display is used. Uses the
 bundled model in assets/models/ when there is one, else the tiny test bundle
 (random weights: the screenshots then say so in the model name). Settings and
 per-user data go to a temporary folder, never to the user's.
@@ -25,13 +29,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def start_xvfb(size: str = "1600x1000x24") -> subprocess.Popen[bytes] | None:
+#: Screen sizes shot by default.
+SIZES = ("1366x768", "1920x1080")
+#: Height a maximised window loses to a task bar (40) and its title bar (28).
+WINDOW_CHROME = 68
+
+
+def start_xvfb(size: str = "1600x1000x24", display: str = ":97") -> subprocess.Popen[bytes] | None:
     if os.environ.get("DISPLAY"):
         return None
     exe = shutil.which("Xvfb")
     if exe is None:
         raise SystemExit("no $DISPLAY and no Xvfb: apt-get install xvfb")
-    display = ":97"
     proc = subprocess.Popen([exe, display, "-screen", "0", size, "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.environ["DISPLAY"] = display
@@ -43,13 +52,16 @@ def start_xvfb(size: str = "1600x1000x24") -> subprocess.Popen[bytes] | None:
 
 def _check_xcb() -> None:
     """Qt aborts the process (no ``finally``) when its xcb plugin cannot load: try it in a child first."""
+    from desktop.core.qt_system import apt_install_line, missing_libraries
+
+    missing = missing_libraries()
+    if missing:
+        raise SystemExit(f"Qt cannot open an X window here; install: {apt_install_line(missing)}")
     probe = subprocess.run([sys.executable, "-c", "from PySide6.QtGui import QGuiApplication; QGuiApplication([])"],
                            capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
         tail = (probe.stderr.strip().splitlines() or ["no output"])[0]
-        raise SystemExit(f"Qt cannot open an X window here ({tail}); on Debian: apt-get install libxcb-cursor0 "
-                         "libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 "
-                         "libxcb-xinerama0 libxcb-shape0 libegl1 libgl1")
+        raise SystemExit(f"Qt cannot open an X window here ({tail})")
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 120.0) -> None:
@@ -92,16 +104,26 @@ def save(widget: object, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    parser.add_argument("--sizes", default=",".join(SIZES), help="screen sizes, WxH, comma-separated")
+    parser.add_argument("--display", default=":97", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    if len(sizes) > 1:  # one process (and one X screen) per size
+        for i, size in enumerate(sizes):
+            cmd = [sys.executable, __file__, "--out", str(args.out), "--sizes", size, "--display", f":{97 + i}"]
+            if subprocess.run(cmd, check=False).returncode != 0:
+                return 1
+        return 0
+    width, height = (int(v) for v in sizes[0].lower().split("x"))
 
-    xvfb = start_xvfb()
+    xvfb = start_xvfb(f"{width}x{height}x24", args.display)
     tmp = Path(tempfile.mkdtemp(prefix="cxr-shots-"))
     os.environ["QT_QPA_PLATFORM"] = "xcb"
     os.environ["CXR_SCREENER_HOME"] = str(tmp / "home")
     try:
         _check_xcb()
-        return _shoot(args.out, tmp)
+        return _shoot(args.out, tmp, width, height)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if xvfb is not None:
@@ -109,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             xvfb.wait(10)
 
 
-def _shoot(out: Path, tmp: Path) -> int:
+def _shoot(out: Path, tmp: Path, width: int, height: int) -> int:
     from desktop.core.bundle import discover_bundles, model_dirs
     from desktop.qt.app import create_app
     from desktop.qt.qt_main_window import QtMainWindow
@@ -134,7 +156,9 @@ def _shoot(out: Path, tmp: Path) -> int:
     other = samples / "ieee8023__12941_2020_358_Fig1_HTML.jpg"
 
     w = QtMainWindow(settings, show_notice=False, model_dirs=model_dirs_arg)
-    w.resize(1440, 900)
+    suffix = f"_{width}x{height}.png"
+    w.move(0, 0)
+    w.resize(width, height - WINDOW_CHROME)
     w.show()
     wait_until(lambda: w._models_known and not w.is_busy())
 
@@ -143,7 +167,7 @@ def _shoot(out: Path, tmp: Path) -> int:
     wait_until(lambda: all(s.analyses for s in w.studies.values()) and not w.is_busy())
     w._select_path(str(covid.absolute()))
     wait_until(lambda: w.current_prediction() is not None and w.view.has_heatmap())
-    save(w, out / "main_window.png")
+    save(w, out / ("main_window" + suffix))
 
     # 2. Report dialog, filled in as a nurse would, with the page-1 preview.
     w.export_report()
@@ -155,13 +179,19 @@ def _shoot(out: Path, tmp: Path) -> int:
     dialog.view_pos.setText("PA")
     dialog.update_preview()
     settle(1200)
-    wait_until(lambda: dialog.preview_status.text() == "Up to date" and dialog._preview_worker.is_done)
-    save(dialog, out / "report_dialog.png")
+    def preview_done() -> bool:
+        worker = dialog._preview_worker
+        return dialog.preview_status.text() == "Up to date" and worker is not None and worker.is_done
+
+    wait_until(preview_done)
+    settle(800)  # a resize to fit the screen may start one more refresh
+    wait_until(preview_done)
+    save(dialog, out / ("report_dialog" + suffix))
     dialog.reject()
 
     # 3. Model card.
     w.show_model_card()
-    save(w.card_dialog, out / "model_card.png")
+    save(w.card_dialog, out / ("model_card" + suffix))
     w.card_dialog.reject()
 
     # 4. Batch view: a folder of samples with one damaged file.
@@ -175,7 +205,7 @@ def _shoot(out: Path, tmp: Path) -> int:
     w.scan_folder(str(folder))
     wait_until(lambda: not w.batch.is_running())
     settle(600)
-    save(w, out / "batch_view.png")
+    save(w, out / ("batch_view" + suffix))
 
     w.close()
     app.processEvents()  # type: ignore[attr-defined]

@@ -210,6 +210,18 @@ def read_results(path: str | os.PathLike[str], *, folder: str | os.PathLike[str]
     return list(rows.values())
 
 
+def anonymized_cells(result: ScanResult) -> list[str]:
+    """``result``'s row with its file named by a pseudonym, in the path column and in the error."""
+    from .phi import file_label
+
+    label = file_label(result.path, anonymize=True)
+    error = result.error or ""
+    names = {result.path, result.relpath, Path(result.path).name}
+    for name in sorted(names | {display_name(n) for n in names} - {""}, key=len, reverse=True):
+        error = error.replace(name, label)
+    return row_cells(result, path=label, error=error)
+
+
 def write_results(
     path: str | os.PathLike[str],
     results: Iterable[ScanResult],
@@ -223,18 +235,9 @@ def write_results(
     the file's name is replaced in error messages too.
     """
     from .fileio import atomic_write_bytes
-    from .phi import file_label
 
     chunks = [_csv_line(CSV_COLUMNS)]
-    for r in results:
-        if anonymize:
-            label = file_label(r.path, anonymize=True)
-            error = r.error or ""
-            for name in {r.path, display_name(r.path), r.relpath, display_name(r.relpath)} - {""}:
-                error = error.replace(name, label)
-            chunks.append(_csv_line(row_cells(r, path=label, error=error)))
-        else:
-            chunks.append(_csv_line(row_cells(r)))
+    chunks += [_csv_line(anonymized_cells(r) if anonymize else row_cells(r)) for r in results]
     return Path(atomic_write_bytes(path, b"".join(chunks), overwrite=overwrite))
 
 
@@ -378,6 +381,7 @@ __all__ = [
     "csv_text",
     "csv_value",
     "read_results",
+    "anonymized_cells",
     "row_cells",
     "write_results",
 ]

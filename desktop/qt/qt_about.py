@@ -66,7 +66,8 @@ LICENCES = """
 <li>CXR Screener: Apache-2.0.</li>
 <li>Qt for Python (PySide6): LGPL-3.0. NumPy, Pillow, pydicom, matplotlib: BSD/MIT-style.
 ONNX Runtime: MIT. ReportLab: BSD.</li>
-<li>Report preview: pypdfium2 (Apache-2.0 / BSD-3; PDFium: BSD-3).</li>
+<li>Report preview: pypdfium2 (Apache-2.0 / BSD-3; PDFium: BSD-3).
+Background work: superqt (BSD-3) with qtpy (MIT).</li>
 <li>DICOM decoders: python-gdcm (BSD), pylibjpeg, pylibjpeg-openjpeg (OpenJPEG: BSD-2),
 pylibjpeg-rle, pyjpegls (CharLS: BSD-3): all MIT/BSD; no GPL code is bundled.</li>
 <li>Models: ImageNet-pretrained backbones (Keras applications, Apache-2.0 code; weights
@@ -88,6 +89,7 @@ DECODER_PACKAGES = (
     "matplotlib",
     "PySide6-Essentials",
     "pypdfium2",
+    "superqt",
 )
 
 

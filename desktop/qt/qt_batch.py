@@ -1,34 +1,26 @@
 """The Folder scan tab: scan a folder with progress, rate, ETA and Cancel; results table; exports; resume.
 
 The scan is :func:`desktop.core.batch.scan`, the generator the CLI uses, run
-in a worker. Each result is appended to a ``results.csv`` in the per-user
-data folder as it comes (kept per scanned folder), so a cancelled or crashed
-scan loses nothing and can be resumed: files already in the CSV are skipped.
+in a superqt worker; its progress goes to a :class:`desktop.core.progress.Progress`
+(the same object the CLI's bar reads) that a timer here redraws. What the tab
+shows is a :class:`desktop.core.session.FolderScan`: the rows, the counts,
+the resume rule and the model-mismatch rule. Each result is appended to the
+folder's ``results.csv`` in the per-user data folder
+(:func:`desktop.core.scan_state.user_scan_dir`, the folder the CLI uses too)
+as it comes, so a cancelled or crashed scan loses nothing and can be resumed.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import logging
-import math
 import os
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QPersistentModelIndex,
-    QSortFilterProxyModel,
-    Qt,
-    QTimer,
-    QUrl,
-    Signal,
-)
-from PySide6.QtGui import QBrush, QColor, QDesktopServices
+from PySide6.QtCore import QModelIndex, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -48,238 +40,29 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.batch import CancelToken, ScanResult, read_results, scan
+from desktop.core.batch import CancelToken, ScanResult
 from desktop.core.filenames import display_name
-from desktop.core.paths import user_data_dir
+from desktop.core.progress import Progress, describe
+from desktop.core.scan_state import export_csv, user_results_csv, user_scan_dir
+from desktop.core.session import FolderScan, choice_for
+from desktop.core.session_work import scan_folder
 
 from . import _core_bridge as bridge
 from .qt_errors import QtErrorHandler
+from .qt_results_table import COLUMNS, FILTERS, REJECTED, QtResultsFilter, QtResultsModel, problem
 from .qt_settings import AppSettings
-from .qt_workers import REPORT_PROGRESS, QtWorker, create_worker
+from .qt_workers import create_worker
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("File", "Result", "COVID-19 probability", "Threshold", "Model", "Problem")
-FILTERS = (
-    ("all", "All files"),
-    ("positive", "Positive screens"),
-    ("negative", "Negative screens"),
-    ("failed", "Could not be read"),
-)
 #: The progress bar and status line are refreshed at most this often (ms).
 PROGRESS_MS = 150
-POSITIVE_BG = QColor(250, 222, 214)
-FAILED_BG = QColor(235, 235, 235)
 
 ModelFn = Callable[[], tuple[Any, str | None]]
 
-
-def scan_state_dir(folder: str | os.PathLike[str]) -> Path:
-    """Where the results of scanning ``folder`` are kept (per user, per folder)."""
-    resolved = str(Path(folder).resolve())
-    digest = hashlib.sha256(resolved.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(resolved).name or "root")[:40]
-    return user_data_dir() / "scans" / f"{name}-{digest}"
-
-
-def results_csv_for(folder: str | os.PathLike[str]) -> Path:
-    return scan_state_dir(folder) / "results.csv"
-
-
-def _fmt_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "estimating..."
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"about {seconds} s left"
-    minutes, sec = divmod(seconds, 60)
-    if minutes < 60:
-        return f"about {minutes} min {sec:02d} s left"
-    hours, minutes = divmod(minutes, 60)
-    return f"about {hours} h {minutes:02d} min left"
-
-
-def _scan_body(
-    folder: str,
-    bundle: Any,
-    operating_point: str | None,
-    cache: bridge.PredictorCache,
-    results_csv: Path,
-    resume: bool,
-    cancel: CancelToken,
-    progress: Callable[..., None],
-    operator: str,
-    workers: int | None,
-) -> Iterator[ScanResult]:
-    """Worker body: the core scan, with an audit log entry per file."""
-    from desktop.core.audit import AuditLog
-
-    predictor = cache.get(bundle)
-    results_csv.parent.mkdir(parents=True, exist_ok=True)
-    with AuditLog(operator=operator or None) as audit:
-        yield from scan(
-            folder,
-            predictor,
-            operating_point=operating_point,
-            results_csv=results_csv,
-            resume=resume,
-            overwrite=not resume,
-            cancel=cancel,
-            progress=progress,
-            audit=audit,
-            workers=workers,
-        )
-
-
-class QtResultsModel(QAbstractTableModel):
-    """The scan results as a table; one row per :class:`ScanResult`."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.rows: list[ScanResult] = []
-        self._index: dict[str, int] = {}
-        self.positive_class = "covid"
-
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
-
-    def result_text(self, r: ScanResult) -> str:
-        if not r.ok:
-            return "Could not be read"
-        return "POSITIVE screen" if r.label == self.positive_class else "negative"
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        r = self.rows[index.row()]
-        col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            if col == 0:
-                return display_name(r.relpath or Path(r.path).name)
-            if col == 1:
-                return self.result_text(r)
-            if col == 2:
-                return "" if r.p_covid is None else f"{100 * r.p_covid:.1f}%"
-            if col == 3:
-                return "" if r.threshold is None else f"{100 * r.threshold:.1f}%"
-            if col == 4:
-                return f"{r.model} {r.model_version}".strip()
-            if col == 5:
-                return _reason(r)
-        if role == Qt.ItemDataRole.UserRole:  # sort key
-            if col == 2:
-                return -1.0 if r.p_covid is None else r.p_covid
-            if col == 3:
-                return -1.0 if r.threshold is None else r.threshold
-            if col == 1:
-                return 0 if not r.ok else (2 if r.label == self.positive_class else 1)
-            return self.data(index, Qt.ItemDataRole.DisplayRole)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return display_name(r.path) if r.ok else f"{display_name(r.path)}\n{_reason(r)}"
-        if role == Qt.ItemDataRole.BackgroundRole:
-            if not r.ok:
-                return QBrush(FAILED_BG)
-            if r.label == self.positive_class:
-                return QBrush(POSITIVE_BG)
-        if role == Qt.ItemDataRole.ForegroundRole and (not r.ok or r.label == self.positive_class):
-            return QBrush(QColor(0, 0, 0))
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 3):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def add(self, result: ScanResult) -> None:
-        key = result.relpath or result.path
-        existing = self._index.get(key)
-        if existing is not None:
-            self.rows[existing] = result
-            self.dataChanged.emit(self.index(existing, 0), self.index(existing, len(COLUMNS) - 1))
-            return
-        n = len(self.rows)
-        self.beginInsertRows(QModelIndex(), n, n)
-        self.rows.append(result)
-        self._index[key] = n
-        self.endInsertRows()
-
-    def add_many(self, results: Sequence[ScanResult]) -> None:
-        """Append new rows in one insertion (replacing rows of files already listed)."""
-        fresh: list[ScanResult] = []
-        where: dict[str, int] = {}
-        for result in results:
-            key = result.relpath or result.path
-            if key in self._index:
-                self.add(result)
-            elif key in where:
-                fresh[where[key]] = result
-            else:
-                where[key] = len(fresh)
-                fresh.append(result)
-        if not fresh:
-            return
-        n = len(self.rows)
-        self.beginInsertRows(QModelIndex(), n, n + len(fresh) - 1)
-        for i, result in enumerate(fresh):
-            self.rows.append(result)
-            self._index[result.relpath or result.path] = n + i
-        self.endInsertRows()
-
-    def set_rows(self, rows: Sequence[ScanResult]) -> None:
-        self.beginResetModel()
-        self.rows = list(rows)
-        self._index = {(r.relpath or r.path): i for i, r in enumerate(self.rows)}
-        self.endResetModel()
-
-    def clear(self) -> None:
-        self.set_rows([])
-
-
-def _reason(r: ScanResult) -> str:
-    if r.ok:
-        return ""
-    text = r.error or r.error_kind or "unknown problem"
-    # The path is already in the File column: keep the reason only.
-    names = (r.path, display_name(r.path), r.relpath or "", display_name(r.relpath or ""))
-    for prefix in (name + ": " for name in names):
-        if prefix.strip(": ") and text.startswith(prefix):
-            text = text[len(prefix):]
-    return text
-
-
-class QtResultsFilter(QSortFilterProxyModel):
-    """Show all rows, positives, negatives or failures; sorts on the model's UserRole keys."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.mode = "all"
-        self.setSortRole(Qt.ItemDataRole.UserRole)
-
-    def set_mode(self, mode: str) -> None:
-        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9
-            self.beginFilterChange()
-            self.mode = mode
-            self.endFilterChange()
-        else:
-            self.mode = mode
-            self.invalidateFilter()
-
-    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
-        model = self.sourceModel()
-        if not isinstance(model, QtResultsModel) or self.mode == "all":
-            return True
-        r = model.rows[source_row]
-        if self.mode == "failed":
-            return not r.ok
-        if not r.ok:
-            return False
-        positive = r.label == model.positive_class
-        return positive if self.mode == "positive" else not positive
+#: Kept under their old names (the CLI and the GUI now share one per-user folder).
+scan_state_dir = user_scan_dir
+results_csv_for = user_results_csv
 
 
 class QtBatchWidget(QWidget):
@@ -304,22 +87,21 @@ class QtBatchWidget(QWidget):
         self.errors = errors
         self._model_fn = model_fn
         self.predictors = predictors
-        self.folder: str | None = None
-        self.results_csv: Path | None = None
-        self.worker: QtWorker | None = None
+        self.state: FolderScan | None = None
+        self.worker: Any = None
+        self.pdf_worker: Any = None
         self.cancel_token: CancelToken | None = None
         self.started_at: _dt.datetime | None = None
         self.scan_bundle: Any = None
         self.scan_operating_point: str | None = None
         #: Decoding processes for the scan (None: the core's default).
         self.decode_workers: int | None = None
-        self._cancelled = False
-        self._kinds: dict[str, str] = {}
-        self._counts = {"positive": 0, "negative": 0, "failed": 0}
-        self._pending_progress: tuple[int, int, float, float] | None = None
+        #: The running scan's progress (written by the scan's thread, read by the timer).
+        self.scan_progress = Progress()
+        self._shown_version = -1
+        self._ignored: list[str] = []
         self._pending_rows: list[ScanResult] = []
         self._progress_timer = QTimer(self)
-        self._progress_timer.setSingleShot(True)
         self._progress_timer.setInterval(PROGRESS_MS)
         self._progress_timer.timeout.connect(self._show_progress)
 
@@ -336,7 +118,8 @@ class QtBatchWidget(QWidget):
         self.folder_edit.setPlaceholderText("No folder chosen")
         self.folder_edit.setAccessibleName("Folder to scan")
         self.choose_button = QPushButton("&Choose folder...")
-        self.choose_button.clicked.connect(self.choose_folder)
+        self.choose_button.setToolTip("Choose a folder; its scan starts at once")
+        self.choose_button.clicked.connect(lambda: self.choose_folder(start=True))
         self.start_button = QPushButton("&Start scan")
         self.start_button.setToolTip("Check every X-ray in the folder (from the beginning)")
         self.start_button.clicked.connect(lambda: self.start_scan(resume=False))
@@ -356,10 +139,15 @@ class QtBatchWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setTextVisible(False)  # no "0 of 1 files" before there is a folder
         self.progress.setFormat("%v of %m files")
         self.progress.setAccessibleName("Scan progress")
         self.status = QLabel("Choose a folder to scan.")
         self.status.setWordWrap(True)
+        self.saved_label = QLabel("")
+        self.saved_label.setWordWrap(True)
+        self.saved_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.saved_label.setAccessibleName("Where the results are saved")
 
         filt = QHBoxLayout()
         self.filter_combo = QComboBox()
@@ -390,11 +178,10 @@ class QtBatchWidget(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        header.resizeSection(0, 320)
-        header.resizeSection(1, 140)
-        header.resizeSection(2, 150)
-        header.resizeSection(3, 90)
-        header.resizeSection(4, 170)
+        for name, width in (("File", 300), ("Result", 130), ("COVID-19 probability", 150), ("Threshold", 80),
+                            ("Operating point", 130), ("Site", 110), ("Model", 160)):
+            header.resizeSection(COLUMNS.index(name), width)
+        self.table.setColumnHidden(COLUMNS.index("Site"), True)  # shown once a result names a site
         self.table.setToolTip("Double-click (or Enter) to open the X-ray with its heatmap")
         self.table.setAccessibleName("Scan results")
         self.table.doubleClicked.connect(self._open_index)
@@ -415,7 +202,7 @@ class QtBatchWidget(QWidget):
 
         export = QHBoxLayout()
         self.anonymize = QCheckBox("&Anonymise file names in exports")
-        self.anonymize.setToolTip("Replace file names (which may contain patient names) by pseudonyms in the PDF")
+        self.anonymize.setToolTip("Replace file names (which may contain patient names) by pseudonyms in the CSV and PDF")
         self.study_pages = QCheckBox("PDF: a page per &image with its heatmap")
         self.study_pages.setToolTip("Add one page per scanned image (image, heatmap and result) after the summary;\n"
                                     "the report takes longer to write: each image is analysed again")
@@ -439,10 +226,25 @@ class QtBatchWidget(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.saved_label)
         layout.addLayout(filt)
         layout.addWidget(split, 1)
         layout.addLayout(export)
         self._update_buttons()
+
+    # --- the folder scan's state (core) -------------------------------------------
+    @property
+    def folder(self) -> str | None:
+        return self.state.folder if self.state is not None else None
+
+    @property
+    def results_csv(self) -> Path | None:
+        return self.state.results_csv if self.state is not None else None
+
+    @property
+    def results(self) -> list[ScanResult]:
+        """Every result so far (the table plus those waiting for the next refresh)."""
+        return list(self.state.rows.values()) if self.state is not None else []
 
     def _on_filter(self, _index: int) -> None:
         self.proxy.set_mode(str(self.filter_combo.currentData()))
@@ -452,35 +254,42 @@ class QtBatchWidget(QWidget):
         self.filter_combo.setCurrentIndex(max(self.filter_combo.findData(mode), 0))
 
     # --- folder -------------------------------------------------------------
-    def choose_folder(self) -> None:
+    def choose_folder(self, *, start: bool = False) -> None:
+        """Ask for a folder; with ``start``, scan it at once unless it has saved results to resume."""
         folder = QFileDialog.getExistingDirectory(
             self, "Choose a folder of chest X-rays", self.settings.last_folder("batch")
         )
-        if folder:
-            self.set_folder(folder)
+        if not folder:
+            return
+        self.set_folder(folder)
+        if start and self.state is not None and not self.state.rows:
+            self.start_scan()
 
     def set_folder(self, folder: str | os.PathLike[str]) -> None:
-        """Show ``folder`` and, if it was scanned before, its saved results (ready to resume)."""
+        """Show ``folder`` and, if it was scanned before (here or with the CLI), its saved results."""
         if self.is_running():
             self.errors.show_message("A scan is running", "Cancel the running scan before choosing another folder.")
             return
         folder = os.fspath(folder)
-        self.folder = folder
+        self.state = FolderScan(folder)
         self.folder_edit.setText(folder)
         self.settings.set_last_folder("batch", folder)
-        self.results_csv = results_csv_for(folder)
         self._reset_rows()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        if self.results_csv.is_file():
-            try:
-                rows = read_results(self.results_csv, folder=folder)
-            except Exception as exc:
-                self.errors.handle(exc, "Reading the saved results")
-                rows = []
-            for r in rows:
-                self._add(r)
-            self._flush_rows()
+        self.progress.setTextVisible(False)
+        self.saved_label.setText(f"Results are saved in {self.state.results_csv.parent}")
+        self.saved_label.setToolTip(str(self.state.results_csv))
+        try:
+            rows = self.state.load_saved()
+        except Exception as exc:
+            self.errors.handle(exc, "Reading the saved results")
+            rows = []
+        if rows:
+            self._show_rows(rows)
+            self.progress.setRange(0, len(rows))
+            self.progress.setValue(len(rows))
+            self.progress.setTextVisible(True)
             self.status.setText(
                 f"This folder was scanned before: {len(rows)} file(s) already checked. "
                 "Resume to check the remaining files, or Start scan to check all again."
@@ -497,9 +306,9 @@ class QtBatchWidget(QWidget):
     def start_scan(self, resume: bool = False) -> None:
         if self.is_running():
             return
-        if not self.folder:
+        if self.state is None:
             self.choose_folder()
-            if not self.folder:
+            if self.state is None:
                 return
         bundle, op = self._model_fn()
         if bundle is None:
@@ -507,146 +316,138 @@ class QtBatchWidget(QWidget):
                 "No model installed", "A folder scan needs a model. Install a model bundle first."
             )
             return
-        if not Path(self.folder).is_dir():
-            self.errors.show_message("Folder not found", f"The folder {self.folder} does not exist any more.")
+        state = self.state
+        if not Path(state.folder).is_dir():
+            self.errors.show_message("Folder not found", f"The folder {state.folder} does not exist any more.")
             return
-        assert self.results_csv is not None
         if resume:
-            made_with = {(r.model, r.operating_point or "") for r in self.results if r.ok and r.model}
-            if made_with and (bundle.name, op or bundle.card.default_operating_point) not in made_with:
-                before = ", ".join(f"{m} at operating point {o or 'default'}" for m, o in sorted(made_with))
-                self.errors.show_message(
-                    "Resume with the same model",
-                    f"The saved results of this folder were made with {before}; now {bundle.name} at "
-                    f"operating point {op or 'default'} is chosen. Choose the same model and operating point "
-                    "again (on the Image tab) to resume, or press Start scan to check every file with the "
-                    "current choice.",
-                )
+            conflict = state.resume_conflict(choice_for(bundle, op))
+            if conflict is not None:
+                self.errors.show_message("Resume with the same model", conflict + " (The model is chosen on the Image tab.)")
                 return
         if not resume:
             self._reset_rows()
-        self.model.positive_class = bundle.card.positive_class
+            # A fresh scan goes to the window's own per-user file (a CLI's DIR/cxr_results is only resumed).
+            state.results_csv = user_results_csv(state.folder)
+            self.saved_label.setText(f"Results are saved in {state.results_csv.parent}")
+            self.saved_label.setToolTip(str(state.results_csv))
+        state.positive_class = self.model.positive_class = bundle.card.positive_class
+        state.finished = state.cancelled = False
         self.scan_bundle, self.scan_operating_point = bundle, op
         self.cancel_token = CancelToken()
-        self._cancelled = False
         self.started_at = _dt.datetime.now().astimezone()
+        self._ignored = []
+        self.scan_progress.reset()
+        self._shown_version = -1
         self.progress.setRange(0, 0)
+        self.progress.setTextVisible(True)
         self.status.setText("Listing the files...")
         worker = create_worker(
-            _scan_body, self.folder, bundle, op, self.predictors, self.results_csv, resume,
-            self.cancel_token, REPORT_PROGRESS, self.settings.operator, self.decode_workers, _start=False,
+            scan_folder, state.folder, bundle, op, self.predictors, state.results_csv, resume,
+            self.cancel_token, self.scan_progress, self.settings.operator, self.decode_workers, _start=False,
         )
         worker.signals.yielded.connect(self._add)
-        worker.signals.progress.connect(self._on_progress)
+        worker.signals.returned.connect(self._on_returned)
         worker.signals.errored.connect(lambda exc: self.errors.handle(exc, "Scanning the folder"))
         worker.signals.finished.connect(self._on_finished)
         self.worker = worker
         worker.start()
+        self._progress_timer.start()
         self._update_buttons()
         self.scan_started.emit()
 
     def cancel_scan(self) -> None:
         if self.cancel_token is not None and self.is_running():
-            self._cancelled = True
+            if self.state is not None:
+                self.state.cancelled = True
             self.cancel_token.cancel()
             self.status.setText("Cancelling after the current file...")
             self.cancel_button.setEnabled(False)
 
-    def _on_progress(self, values: tuple[int, int, float, float]) -> None:
-        # Coalesced: the display is refreshed at most every PROGRESS_MS (see _show_progress).
-        self._pending_progress = values
-        if not self._progress_timer.isActive():
-            self._progress_timer.start()
-
     def _show_progress(self) -> None:
+        """Timer tick: put new rows in the table, redraw the bar from the shared progress state."""
         self._flush_rows()
-        values, self._pending_progress = self._pending_progress, None
-        if values is None:
+        if self.scan_progress.version == self._shown_version:
             return
-        done, total, rate, eta = values
+        self._shown_version = self.scan_progress.version
+        state = self.scan_progress.snapshot()
+        if not state.started:
+            return
         # QProgressBar.setValue repaints synchronously; with updates off it only schedules a paint.
         self.progress.setUpdatesEnabled(False)
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
+        self.progress.setRange(0, max(state.total, 1))
+        self.progress.setValue(state.done)
         self.progress.setUpdatesEnabled(True)
         self.progress.update()
-        rate_text = f"{rate:.1f} images/s" if rate > 0 else "starting..."
-        self.status.setText(f"Checked {done} of {total} files - {rate_text} - {_fmt_duration(eta)}")
+        if self.is_running() and not (self.state is not None and self.state.cancelled):
+            self.status.setText(describe(state))
+
+    def _on_returned(self, ignored: Any) -> None:
+        self._ignored = list(ignored or [])
 
     def _on_finished(self) -> None:
         self._progress_timer.stop()
         self._show_progress()
+        state = self.state
         n = len(self.model.rows)
-        failed = sum(not r.ok for r in self.model.rows)
-        where = " Results are saved automatically." if self.results_csv else ""
-        self.status.setToolTip(f"Saved results: {self.results_csv}" if self.results_csv else "")
-        if self._cancelled:
-            self.status.setText(
-                f"Cancelled: {n} file(s) checked so far ({failed} could not be read). "
-                f"Press Resume to check the rest.{where}"
-            )
-        else:
+        if state is None:
+            return
+        if not state.cancelled:
+            state.finished = True  # nothing left to resume
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, max(n, 1))
             self.progress.setValue(self.progress.maximum())
-            self.status.setText(f"Done: {n} file(s) checked, {failed} could not be read.{where}")
+        self.status.setToolTip(f"Saved results: {state.results_csv}")
+        self.status.setText(state.summary(ignored=self._ignored, where=False))  # saved_label says where
         self._update_buttons()
         self.scan_finished.emit(n)
 
     def _add(self, result: ScanResult) -> None:
         """A result from the scan: counted now, shown in the table with the next refresh."""
-        key = result.relpath or result.path
-        previous = self._kinds.get(key)
-        if previous is not None:
-            self._counts[previous] -= 1
-        kind = "failed" if not result.ok else ("positive" if result.label == self.model.positive_class else "negative")
-        self._kinds[key] = kind
-        self._counts[kind] += 1
+        if self.state is not None:
+            self.state.add([result])
         self._pending_rows.append(result)
-        if not self._progress_timer.isActive():
-            self._progress_timer.start()
 
     def _flush_rows(self) -> None:
         """Put the buffered results in the table (one insertion per refresh keeps painting cheap)."""
         rows, self._pending_rows = self._pending_rows, []
-        if not rows:
-            return
+        if rows:
+            self._show_rows(rows)
+            self._update_counts()
+
+    def _show_rows(self, rows: list[ScanResult]) -> None:
         self.model.add_many(rows)
         for result in rows:
-            if not result.ok:
-                self.failed_list.addItem(f"{display_name(result.relpath or result.path)}: {_reason(result)}")
-        self._update_counts()
-
-    @property
-    def results(self) -> list[ScanResult]:
-        """Every result so far (the table plus those waiting for the next refresh)."""
-        return [*self.model.rows, *self._pending_rows]
+            if not result.ok and result.status != REJECTED:
+                self.failed_list.addItem(f"{display_name(result.relpath or result.path)}: {problem(result)}")
+        if any(getattr(r, "site", None) for r in rows):  # results.csv may carry a site column
+            self.table.setColumnHidden(COLUMNS.index("Site"), False)
 
     def _reset_rows(self) -> None:
         self._pending_rows = []
         self.model.clear()
         self.failed_list.clear()
-        self._kinds.clear()
-        self._counts = {"positive": 0, "negative": 0, "failed": 0}
+        if self.state is not None:
+            self.state.clear()
 
     def _update_counts(self) -> None:
-        c = self._counts
-        total = c["positive"] + c["negative"] + c["failed"]
-        self.counts.setText(
-            f"{total} files: {c['positive']} positive, {c['negative']} negative, {c['failed']} could not be read"
-        )
+        c = self.state.counts() if self.state is not None else {}
+        total = sum(c.values())
+        text = (f"{total} files: {c.get('positive', 0)} positive, {c.get('negative', 0)} negative, "
+                f"{c.get('failed', 0)} could not be read")
+        if c.get("not_assessable"):
+            text += f", {c['not_assessable']} not assessable"
+        self.counts.setText(text)
         if total <= 1:
             self._update_buttons()
 
     def _update_buttons(self) -> None:
         running = self.is_running()
-        has_folder = bool(self.folder)
+        has_folder = self.state is not None
         has_rows = bool(self.model.rows)
         self.choose_button.setEnabled(not running)
         self.start_button.setEnabled(has_folder and not running)
-        self.resume_button.setEnabled(
-            has_folder and not running and self.results_csv is not None and self.results_csv.is_file()
-        )
+        self.resume_button.setEnabled(has_folder and not running and self.state is not None and self.state.can_resume())
         self.cancel_button.setEnabled(running)
         self.csv_button.setEnabled(has_rows and not running)
         self.pdf_button.setEnabled(has_rows and not running)
@@ -677,26 +478,21 @@ class QtBatchWidget(QWidget):
             self.export_csv(path, overwrite=True)
 
     def export_csv(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path | None:
-        """Write the results now in the table (scan order) as CSV, atomically.
-
-        With "Anonymise file names" ticked, the path column holds pseudonyms.
-        """
-        from desktop.core.results_csv import write_results
-
+        """Write the results now in the table (scan order) as CSV, atomically (pseudonyms if ticked)."""
         try:
-            target = write_results(path, self.model.rows, anonymize=self.anonymize.isChecked(), overwrite=overwrite)
+            target = export_csv(self.model.rows, path, anonymize=self.anonymize.isChecked(), overwrite=overwrite)
         except Exception as exc:
             self.errors.handle(exc, "Saving the CSV")
             return None
         self.status.setText(f"Results saved as {target}.")
-        return Path(target)
+        return target
 
     def export_pdf_dialog(self) -> None:
         path = self._export_path("Save scan report", ".pdf", "PDF (*.pdf)")
         if path:
             self.export_pdf(path, overwrite=True)
 
-    def export_pdf(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> QtWorker | None:
+    def export_pdf(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Any:
         """Write the batch PDF in a worker; returns the worker (``returned`` gives the path)."""
         from desktop.core.report import ReportInfo, write_batch_report
 

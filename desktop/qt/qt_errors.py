@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from desktop.core.errors import CXRError, ImageLoadError, ModelError, OutputError
+from desktop.core.plain_errors import plain_error
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,11 @@ def describe(exc: BaseException, context: str = "") -> ErrorRecord:
         name = Path(exc.path).name if exc.path else "the input"
         reason = exc.reason[:1].upper() + exc.reason[1:]
         if isinstance(exc, ImageLoadError):
+            # Plain words (no transfer-syntax UIDs or library names); the reason stays in the details.
             title = f"Could not open {name}"
-            what = "Check that it is a chest X-ray saved as PNG, JPEG or DICOM."
+            headline, advice = plain_error(exc.kind, exc.reason)
+            header = f"File: {exc.path}\nKind: {exc.kind}\nReason: {exc.reason}\n" if exc.path else f"Kind: {exc.kind}\n"
+            return ErrorRecord(title, f"{headline}.\n\n{advice}", header + "\n" + details, exc.kind)
         elif isinstance(exc, ModelError):
             title = "The model could not be used"
             what = "Choose another model, or reinstall the application."

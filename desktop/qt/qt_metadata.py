@@ -38,8 +38,42 @@ FIELD_LABELS = {
 }
 
 
+#: DICOM date (DA) fields, shown as YYYY-MM-DD.
+DATE_FIELDS = frozenset({"patient_birth_date", "study_date"})
+#: A break opportunity that prints nothing: lets long paths wrap after each separator.
+_ZWSP = "\u200b"
+
+
+def format_time(text: str) -> str:
+    """A DICOM time (TM) ``HHMMSS.frac`` as ``HH:MM:SS``; anything else unchanged."""
+    digits = str(text).strip().split(".")[0]
+    if digits.isdigit() and len(digits) in (4, 6):
+        parts = [digits[i:i + 2] for i in range(0, len(digits), 2)]
+        return ":".join(parts)
+    return str(text).strip()
+
+
+def display_value(key: str, value: object) -> str:
+    """How a DICOM field is shown: dates and times formatted, everything else as stored."""
+    from desktop.core.phi import format_date
+
+    if key in DATE_FIELDS:
+        return format_date(str(value))
+    if key == "study_time":
+        return format_time(str(value))
+    return str(value)
+
+
+def wrappable(text: str) -> str:
+    """``text`` with invisible break points after path separators (long folders wrap, not cut)."""
+    return text.replace("/", "/" + _ZWSP).replace("\\", "\\" + _ZWSP)
+
+
 def metadata_rows(xray: XRay) -> list[tuple[str, str]]:
-    """(label, value) rows for the panel: file facts first, then the non-empty DICOM fields."""
+    """(label, value) rows for the panel: file facts first, then the non-empty DICOM fields.
+
+    Values are complete (the sha256 in full, in groups of 16): the panel wraps them.
+    """
     h, w = xray.shape
     rows = [
         ("File", Path(xray.source).name if xray.source else "(from memory)"),
@@ -48,14 +82,14 @@ def metadata_rows(xray: XRay) -> list[tuple[str, str]]:
         ("Size", f"{w} x {h} pixels"),
         ("Bit depth", f"{xray.bit_depth} bits"),
         ("Default window", f"{xray.window.name or 'window'}: centre {xray.window.center:.0f}, width {xray.window.width:.0f}"),
-        ("sha256", xray.sha256[:16] + "..." if xray.sha256 else ""),
+        ("sha256", " ".join(xray.sha256[i:i + 16] for i in range(0, len(xray.sha256), 16)) if xray.sha256 else ""),
     ]
     meta = xray.metadata.as_dict()
     for key, label in FIELD_LABELS.items():
         value = meta.get(key)
         if value in (None, "") or (key == "number_of_frames" and value == 1):
             continue
-        rows.append((label, str(value)))
+        rows.append((label, display_value(key, value)))
     for note in xray.warnings:
         rows.append(("Note", note))
     return rows
@@ -73,6 +107,8 @@ class QtMetadataPanel(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideNone)  # full values, wrapped
+        self.table.horizontalHeader().sectionResized.connect(lambda *_: self.table.resizeRowsToContents())
         self.table.setAlternatingRowColors(True)
         self.table.setAccessibleName("Image details")
         self.note = QLabel("Patient details shown here stay on this computer.")
@@ -89,7 +125,8 @@ class QtMetadataPanel(QWidget):
         self.table.setRowCount(len(rows))
         for i, (label, value) in enumerate(rows):
             key = QTableWidgetItem(label)
-            val = QTableWidgetItem(value)
+            val = QTableWidgetItem(wrappable(value))
+            val.setData(Qt.ItemDataRole.UserRole, value)
             val.setToolTip(value)
             key.setFlags(key.flags() & ~Qt.ItemFlag.ItemIsEditable)
             self.table.setItem(i, 0, key)
@@ -101,8 +138,8 @@ class QtMetadataPanel(QWidget):
             item = self.table.item(row, 0)
             if item is not None and item.text() == label:
                 cell = self.table.item(row, 1)
-                return cell.text() if cell is not None else ""
+                return str(cell.data(Qt.ItemDataRole.UserRole)) if cell is not None else ""
         return None
 
 
-__all__ = ["QtMetadataPanel", "metadata_rows"]
+__all__ = ["QtMetadataPanel", "display_value", "format_time", "metadata_rows"]

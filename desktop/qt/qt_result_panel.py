@@ -271,14 +271,16 @@ class QtResultPanel(QWidget):
         ends.addWidget(high)
         self.heat_note = QLabel("")
         self.heat_note.setWordWrap(True)
+        # Opacity and colours share a row: at 1366x768 the controls and the disclaimer fit above the fold.
+        row.addSpacing(8)
+        row.addLayout(cmap_row)
         hl.addWidget(self.heat_check)
         hl.addLayout(row)
-        hl.addLayout(cmap_row)
         hl.addWidget(self.colorbar)
         hl.addLayout(ends)
         hl.addWidget(self.heat_note)
 
-        disclaimer = QLabel(
+        self.disclaimer = disclaimer = QLabel(
             "Decision support only, not a diagnosis. A clinician must review the X-ray "
             "and the patient before acting on this result."
         )
@@ -286,11 +288,13 @@ class QtResultPanel(QWidget):
         disclaimer.setFrameShape(QFrame.Shape.StyledPanel)
         disclaimer.setMargin(6)
 
+        # The result, how to read its heatmap and the disclaimer first; the model choice (changed
+        # rarely) last, so a 1366x768 screen shows the first three without scrolling.
         layout = QVBoxLayout(self)
         layout.addWidget(result_box)
-        layout.addWidget(model_box)
         layout.addWidget(heat_box)
         layout.addWidget(disclaimer)
+        layout.addWidget(model_box)
         layout.addStretch(1)
         self.setMinimumWidth(300)
         self.clear()

@@ -32,6 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core.overlay import COLORBLIND_SAFE as _CORE_COLORBLIND_SAFE
+
 ORGANIZATION = "CXRScreener"
 APPLICATION = "CXR Screener"
 MAX_RECENT = 10
@@ -43,7 +45,8 @@ COLORMAPS: tuple[tuple[str, str], ...] = (
     ("viridis", "Viridis: colour-blind safe, purple = low, yellow = high"),
     ("cividis", "Cividis: safest for colour-blind readers"),
 )
-COLORBLIND_SAFE = {"inferno", "viridis", "cividis"}
+#: The core's list (desktop.core.overlay), not a copy of it.
+COLORBLIND_SAFE = frozenset(_CORE_COLORBLIND_SAFE)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,19 @@
-"""Run long work off the GUI thread: a small superqt-style worker on a QThreadPool.
+"""Run long work off the GUI thread with superqt's workers.
 
 A worker wraps a plain function or a generator function from the core (the
-same generator the CLI and the tests iterate). Each ``yield`` becomes a
-``yielded`` signal; ``quit()`` asks a generator to stop between items (the
-generator is closed, so its ``finally`` blocks run); the return value comes
-back through ``returned`` and any exception through ``errored``. Signals are
-emitted from the pool thread and delivered, queued, in the GUI thread.
+same generator the CLI and the tests iterate). superqt gives the signals
+(``yielded``, ``returned``, ``errored``, ``aborted``, ``finished``) and the
+thread pool; this module adds only what the window needs on top:
+
+- a ``progress`` signal: pass :data:`REPORT_PROGRESS` as an argument and the
+  worker puts its thread-safe :meth:`report_progress` there;
+- ``quit()`` *closes* the generator before ``aborted`` is emitted, so its
+  ``finally`` blocks (a scan's decoding processes, its open results file) have
+  run when the GUI hears of it (superqt only stops iterating; the generator
+  would be closed at garbage collection);
+- an exception of any type, ``RuntimeError`` included, reaches ``errored``
+  (superqt turns a generator's ``RuntimeError`` into a warning);
+- ``is_done``, and :func:`quit_all` / :func:`active_workers` for closing the window.
 
     worker = create_worker(scan_folder, folder, _start=False)
     worker.signals.yielded.connect(table.add_row)
@@ -17,123 +25,106 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QThreadPool, Signal
+
+# superqt reaches Qt through qtpy, which would pick PyQt5/PyQt6 before PySide6 if one is installed:
+# the workers must be PySide6 objects like the rest of the window.
+os.environ["QT_API"] = "pyside6"
+
+from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase
+from superqt.utils import create_worker as _superqt_create_worker
+from superqt.utils._qthreading import GeneratorWorkerSignals
 
 log = logging.getLogger(__name__)
 
 #: Pass this as an argument of the work function: the worker replaces it with its
-#: thread-safe :meth:`QtWorker.report_progress` (the core's ``progress`` callback).
+#: thread-safe :meth:`report_progress` (the core's ``progress`` callback).
 REPORT_PROGRESS = object()
 
-#: Workers currently queued or running; holds a reference so none is garbage-collected mid-run.
-_ACTIVE: set[QtWorker] = set()
-_ACTIVE_LOCK = threading.Lock()
+#: At least this many pool threads: a folder scan, an image analysis and a report preview
+#: must be able to run at once even on a 2-core PC (each waits on I/O or ONNX Runtime).
+MIN_THREADS = 4
 
 
-class QtWorkerSignals(QObject):
-    """The signals of one worker (a QRunnable cannot carry signals itself)."""
+class QtWorkerSignals(GeneratorWorkerSignals):
+    """superqt's generator signals plus ``progress``."""
 
-    started = Signal()
-    yielded = Signal(object)
     progress = Signal(object)
-    returned = Signal(object)
-    errored = Signal(object)
-    aborted = Signal()
-    finished = Signal()
 
 
-class QtWorker(QRunnable):
-    """Runs ``func(*args, **kwargs)`` in the pool; generators are iterated item by item.
+class _Extras:
+    """What both worker kinds add to superqt's (mixed in before the superqt class)."""
 
-    ``progress`` is emitted by calling :meth:`report_progress` from inside the
-    work (pass ``worker.report_progress`` as the core's progress callback).
-    """
+    _done: threading.Event
 
-    def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-        self.setAutoDelete(False)
-        self.signals = QtWorkerSignals()
-        self._func = func
-        self._args = tuple(self.report_progress if a is REPORT_PROGRESS else a for a in args)
-        self._kwargs = {k: self.report_progress if v is REPORT_PROGRESS else v for k, v in kwargs.items()}
-        self._abort = threading.Event()
-        self._done = threading.Event()
-        self.name = getattr(func, "__name__", "worker")
+    def _substitute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (
+            tuple(self.report_progress if a is REPORT_PROGRESS else a for a in args),
+            {k: self.report_progress if v is REPORT_PROGRESS else v for k, v in kwargs.items()},
+        )
 
-    # --- control (GUI thread) -------------------------------------------------
-    def start(self, pool: QThreadPool | None = None) -> QtWorker:
-        with _ACTIVE_LOCK:
-            _ACTIVE.add(self)
-        self.signals.finished.connect(self._forget)
-        (pool or default_pool()).start(self)
-        return self
-
-    def quit(self) -> None:
-        """Ask the work to stop: a generator stops before its next item."""
-        self._abort.set()
-
-    @property
-    def abort_requested(self) -> bool:
-        return self._abort.is_set()
+    def report_progress(self, *values: Any) -> None:
+        """Thread-safe: emit ``progress`` with ``values`` (a tuple, or the single value)."""
+        signals: Any = getattr(self, "signals")  # noqa: B009  (set by the superqt base class)
+        signals.progress.emit(values[0] if len(values) == 1 else values)
 
     @property
     def is_done(self) -> bool:
         return self._done.is_set()
 
-    def report_progress(self, *values: Any) -> None:
-        """Thread-safe: emit ``progress`` with ``values`` (a tuple, or the single value)."""
-        self.signals.progress.emit(values[0] if len(values) == 1 else values)
 
-    def _forget(self) -> None:
-        with _ACTIVE_LOCK:
-            _ACTIVE.discard(self)
+class QtFunctionWorker(_Extras, FunctionWorker):
+    def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        args, kwargs = self._substitute(args, kwargs)
+        super().__init__(func, *args, **kwargs)
+        self.signals = QtWorkerSignals()
+        self._done = threading.Event()
+        self.name = getattr(func, "__name__", "worker")
 
-    # --- the pool thread ------------------------------------------------------
-    def run(self) -> None:
+    def work(self) -> Any:
         try:
-            self._run()
-        except RuntimeError as exc:  # the receiver side is gone (application quitting)
-            log.debug("worker %s: %s", self.name, exc)
+            result = super().work()
+            if inspect.isgenerator(result):  # a plain function that returned a generator
+                result = _drain(self, result)
+            return result
         finally:
             self._done.set()
 
-    def _run(self) -> None:
-        signals = self.signals
+
+class QtGeneratorWorker(_Extras, GeneratorWorker):
+    def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        args, kwargs = self._substitute(args, kwargs)
+        super().__init__(func, *args, SignalsClass=QtWorkerSignals, **kwargs)
+        self._done = threading.Event()
+        self.name = getattr(func, "__name__", "worker")
+
+    def work(self) -> Any:
+        # superqt's loop without pause/send (unused here), closing the generator on quit().
         try:
-            signals.started.emit()
-            result = self._func(*self._args, **self._kwargs)
-            if inspect.isgenerator(result):
-                self._iterate(result)
-            else:
-                signals.returned.emit(result)
-        except Exception as exc:  # every error goes to the one handler in the GUI
-            log.debug("worker %s failed", self.name, exc_info=True)
-            signals.errored.emit(exc)
+            return _drain(self, self._gen)
         finally:
             self._done.set()
-            signals.finished.emit()
-
-    def _iterate(self, gen: Any) -> None:
-        while True:
-            if self._abort.is_set():
-                gen.close()
-                self.signals.aborted.emit()
-                return
-            try:
-                value = next(gen)
-            except StopIteration as stop:
-                self.signals.returned.emit(stop.value)
-                return
-            self.signals.yielded.emit(value)
 
 
-#: At least this many pool threads: a folder scan, an image analysis and a report preview
-#: must be able to run at once even on a 2-core PC (each waits on I/O or ONNX Runtime).
-MIN_THREADS = 4
+def _drain(worker: Any, gen: Any) -> Any:
+    while True:
+        if worker.abort_requested:
+            gen.close()
+            worker.signals.aborted.emit()
+            return None
+        try:
+            value = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        worker.signals.yielded.emit(value)
+
+
+QtWorker = QtFunctionWorker | QtGeneratorWorker
 
 
 def default_pool() -> QThreadPool:
@@ -143,23 +134,20 @@ def default_pool() -> QThreadPool:
     return pool
 
 
-def create_worker(
-    func: Callable[..., Any],
-    *args: Any,
-    _start: bool = True,
-    _pool: QThreadPool | None = None,
-    **kwargs: Any,
-) -> QtWorker:
-    """A :class:`QtWorker` for ``func(*args, **kwargs)``, started unless ``_start=False``."""
-    worker = QtWorker(func, *args, **kwargs)
-    if _start:
-        worker.start(_pool)
-    return worker
+def create_worker(func: Callable[..., Any], *args: Any, _start: bool = True, **kwargs: Any) -> Any:
+    """A superqt worker for ``func(*args, **kwargs)``, started unless ``_start=False``.
+
+    Errors go to the ``errored`` signal only (the window's error handler shows
+    them); superqt's default would re-raise them in the GUI thread.
+    """
+    default_pool()
+    cls = QtGeneratorWorker if inspect.isgeneratorfunction(func) else QtFunctionWorker
+    return _superqt_create_worker(func, *args, _start_thread=_start, _worker_class=cls, _ignore_errors=True, **kwargs)
 
 
-def active_workers() -> list[QtWorker]:
-    with _ACTIVE_LOCK:
-        return list(_ACTIVE)
+def active_workers() -> list[Any]:
+    """Workers started and not finished (superqt keeps them referenced until then)."""
+    return [w for w in list(WorkerBase._worker_set) if isinstance(w, _Extras)]
 
 
 def quit_all(wait_ms: int = 0) -> bool:
@@ -173,6 +161,8 @@ def quit_all(wait_ms: int = 0) -> bool:
 
 __all__ = [
     "REPORT_PROGRESS",
+    "QtFunctionWorker",
+    "QtGeneratorWorker",
     "QtWorker",
     "QtWorkerSignals",
     "active_workers",

@@ -11,6 +11,8 @@ import argparse
 
 #: The desktop window's ``main(argv) -> int``, as "module:function".
 GUI_ENTRY = "desktop.qt.app:main"
+#: ``--diagnose``: the support report (JSON on stdout), as "module:function".
+DIAGNOSE_ENTRY = "desktop.qt.qt_diagnose:main"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="quit once the model is loaded and FILEs are analysed; exit 0 if all went well (installer checks)",
     )
+    p.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="print what the application finds (versions, decoders, Qt plugins, missing system libraries) "
+        "as JSON, without opening the window",
+    )
     p.set_defaults(handler=run)
 
 
@@ -32,6 +40,14 @@ def run(args: argparse.Namespace) -> int:
     import pkgutil
     import sys
 
+    if getattr(args, "diagnose", False):
+        return int(pkgutil.resolve_name(DIAGNOSE_ENTRY)())
+    import os
+
+    from desktop.core.qt_system import main as check_system
+
+    if os.environ.get("QT_QPA_PLATFORM", "xcb").startswith("xcb") and not os.environ.get("WAYLAND_DISPLAY"):
+        check_system()  # a warning naming the missing libraries and the apt-get line; Qt then says why it stops
     try:
         main = pkgutil.resolve_name(GUI_ENTRY)
     except ImportError as exc:

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         audit.close()
 
-    _summary(stats, results_csv, interrupted=interrupted, audit_failed=audit.failed)
+    _summary(stats, results_csv, interrupted=interrupted, audit_failed=audit.failed, folder=folder)
     if failure is not None:
         _err(f"cxr-screener scan: {failure}")
         return 2 if stats.done == 0 else 1  # refused before any work: a usage error
@@ -171,23 +171,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def default_out_dir(folder: Any) -> Any:
-    """``DIR/cxr_results``, or a per-user folder when DIR is read-only (a CD, a share)."""
-    import hashlib
+    """``DIR/cxr_results``, or the per-user folder when DIR is read-only (a CD, a share).
+
+    The per-user folder is :func:`desktop.core.scan_state.user_scan_dir`, the one
+    the desktop window keeps its scans in, so either can resume the other's scan.
+    """
     import os
     from pathlib import Path
 
-    from desktop.core.paths import user_data_dir
+    from desktop.core.scan_state import CLI_OUT_NAME, user_scan_dir
 
     folder = Path(folder)
     if os.access(folder, os.W_OK):
-        return folder / "cxr_results"
-    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
-    fallback = user_data_dir() / "scans" / f"{folder.resolve().name or 'root'}-{key}"
+        return folder / CLI_OUT_NAME
+    fallback = user_scan_dir(folder)
     _err(f"cxr-screener scan: {folder} is read-only; results go to {fallback}")
     return fallback
 
 
-def _summary(stats: Any, results_csv: Any, *, interrupted: bool, audit_failed: str | None) -> None:
+def _summary(stats: Any, results_csv: Any, *, interrupted: bool, audit_failed: str | None, folder: Any = None) -> None:
+    from desktop.core.scan_state import ignored_documents, name_list
+
     rate = stats.done - stats.skipped
     per_s = rate / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
     labels = ", ".join(f"{k} {v}" for k, v in sorted(stats.labels.items())) or "none"
@@ -195,7 +199,8 @@ def _summary(stats: Any, results_csv: Any, *, interrupted: bool, audit_failed: s
         f"{'Stopped after' if interrupted else 'Scanned'} {stats.done} of {stats.total} files in "
         f"{stats.elapsed_s:.1f} s ({per_s:.1f} files/s): {stats.ok} screened ({labels}), "
         f"{stats.errors} failed, {stats.skipped} already done"
-        + (f", {stats.ignored} documents ignored." if stats.ignored else "."),
+        + (f", {stats.ignored} document(s) left out (not images): "
+           f"{name_list(ignored_documents(folder, results_csv)) if folder is not None else ''}." if stats.ignored else "."),
         f"Results: {results_csv}",
     ]
     if stats.total == 0:
@@ -215,16 +220,21 @@ def _err(message: str) -> None:
 
 
 class ProgressBar:
-    """``[#####.....] 120/500  24.1 files/s  ETA 0:15`` on stderr.
+    """``[#####.....] 120/500  24.1 files/s  ETA 0:15`` on stderr, drawn from a shared :class:`Progress`.
 
     Redrawn in place on a terminal, a plain line every ~10 s otherwise (logs),
-    silent when there is no stderr (windowed frozen builds).
+    silent when there is no stderr (windowed frozen builds). The figures are
+    the core's :class:`desktop.core.progress.Progress` (the state the desktop
+    window's bar reads too); :meth:`update` is the scan's progress callback.
     """
 
     def __init__(self, *, enabled: bool = True, width: int = 30) -> None:
         import sys
         import time
 
+        from desktop.core.progress import Progress
+
+        self.state = Progress()
         self.stream = sys.stderr if enabled else None
         self.tty = bool(self.stream is not None and hasattr(self.stream, "isatty") and self.stream.isatty())
         self.width = width
@@ -234,18 +244,22 @@ class ProgressBar:
         self._line = ""
 
     def update(self, done: int, total: int, rate: float, eta: float) -> None:
+        from desktop.core.progress import format_clock
+
+        self.state.update(done, total, rate, eta)
         if self.stream is None:
             return
         now = self._clock()
-        final = done >= total
-        if not final and now - self._last < (0.1 if self.tty else 10.0):
+        snap = self.state.snapshot()
+        if not snap.finished and now - self._last < (0.1 if self.tty else 10.0):
             return
         self._last = now
-        frac = done / total if total else 1.0
+        frac = snap.fraction if snap.total else 1.0
         filled = int(round(frac * self.width))
-        eta_text = _hms(eta) if rate > 0 and eta != float("inf") else "--:--"
+        eta_text = format_clock(snap.eta) if snap.rate > 0 and snap.eta != float("inf") else "--:--"
         self._line = (
-            f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}  {rate:5.1f} files/s  ETA {eta_text}"
+            f"[{'#' * filled}{'.' * (self.width - filled)}] {snap.done}/{snap.total}  "
+            f"{snap.rate:5.1f} files/s  ETA {eta_text}"
         )
         try:
             if self.tty:
@@ -277,10 +291,3 @@ class ProgressBar:
                 self.stream.flush()
             except (OSError, ValueError):
                 pass
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

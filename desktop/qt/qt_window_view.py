@@ -1,0 +1,142 @@
+"""The main window's view controls: contrast presets and the heatmap (visibility, opacity, colours).
+
+A mixin of :class:`desktop.qt.qt_main_window.QtMainWindow`; the heatmap's
+colours come from the core (:mod:`desktop.core.overlay` via the bridge).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtWidgets import QMainWindow
+
+from desktop.core.imaging import Window
+
+from . import _core_bridge as bridge
+from .qt_settings import COLORBLIND_SAFE
+
+log = logging.getLogger(__name__)
+
+
+class QtWindowView(QMainWindow):
+    """Contrast presets and heatmap controls (mixed into the main window)."""
+
+    session: Any
+    settings: Any
+    errors: Any
+    view: Any
+    panel: Any
+    preset_combo: Any
+    preset_menu: Any
+    pixel_label: Any
+    act_heatmap: Any
+    _colormap: str
+
+    def _fill_presets(self) -> None:
+        self.preset_combo.clear()
+        self.preset_menu.clear()
+        xray = self.view.xray
+        if xray is None:
+            self.preset_combo.setEnabled(False)
+            return
+        self.preset_combo.setEnabled(True)
+        self.preset_combo.addItem("As stored (default)", None)
+        for i, preset in enumerate(xray.presets):
+            label = preset.name or f"Preset {i + 1}"
+            self.preset_combo.addItem(label, i)
+            action = self.preset_menu.addAction(label)
+            action.triggered.connect(lambda _c=False, w=preset: self.view.set_window(w))
+        self.preset_combo.setCurrentIndex(0)
+
+    def _on_preset(self, index: int) -> None:
+        xray = self.view.xray
+        data = self.preset_combo.itemData(index)
+        if xray is None:
+            return
+        if data is None:
+            self.view.reset_window()
+        elif isinstance(data, int) and 0 <= data < len(xray.presets):
+            self.view.set_window(xray.presets[data])
+
+    def _on_window_changed(self, window: Window | None) -> None:
+        xray = self.view.xray
+        if xray is None or window is None:
+            return
+        if window is xray.window:
+            self.preset_combo.setCurrentIndex(0)
+            return
+        for i, preset in enumerate(xray.presets):
+            if preset is window:
+                self.preset_combo.setCurrentIndex(i + 1)
+                return
+        idx = self.preset_combo.findText("Manual")
+        if idx < 0:
+            self.preset_combo.addItem("Manual", "manual")
+            idx = self.preset_combo.count() - 1
+        self.preset_combo.setCurrentIndex(idx)
+        self.pixel_label.setText(f"Contrast: centre {window.center:.0f}, width {window.width:.0f}")
+
+    def _on_pixel_info(self, text: str) -> None:
+        self.pixel_label.setText(text)
+
+    def _apply_heatmap_settings(self) -> None:
+        s = self.settings
+        self.panel.set_heatmap_settings(s.show_heatmap, s.heatmap_opacity, s.colormap)
+        self.view.set_heatmap_visible(s.show_heatmap)
+        self.view.set_heatmap_opacity(s.heatmap_opacity)
+        self._colormap = s.colormap
+        self._update_colorbar()
+
+    def _update_colorbar(self) -> None:
+        try:
+            self.panel.set_colorbar(bridge.colorbar(self._colormap))
+        except Exception as exc:  # the colour bar is an aid: never block the window for it
+            log.warning("colour bar not available: %s", exc)
+            self.panel.set_colorbar(None)
+        safe = "colour-blind safe" if self._colormap in COLORBLIND_SAFE else "not colour-blind safe"
+        self.panel.set_heatmap_note(
+            f"Warm colours mark regions that raised the COVID-19 score ({safe}; change under Colours). "
+            "If they lie outside the lungs, distrust the result."
+        )
+
+    def _show_heatmap(self, analysis: bridge.Analysis) -> None:
+        self._update_colorbar()
+        if getattr(analysis.heatmap, "empty", False):
+            # Grad-CAM found no region that raises the score: an all-cold overlay would mislead.
+            self.view.clear_heatmap()
+            self.panel.set_heatmap_note(
+                "No heatmap for this image: no region of the X-ray raised the COVID-19 score."
+            )
+            return
+        try:
+            self.view.set_heatmap(bridge.colorize(analysis.heat, self._colormap))
+        except Exception as exc:
+            self.errors.handle(exc, "Drawing the heatmap")
+            self.view.clear_heatmap()
+
+    def _show_current_heatmap(self) -> None:
+        analysis = self.session.analysis()
+        if analysis is not None:
+            self._show_heatmap(analysis)
+
+    def _on_heatmap_toggled(self, show: bool) -> None:
+        self.view.set_heatmap_visible(show)
+        self.act_heatmap.setChecked(show)
+        self.settings.show_heatmap = show
+
+    def _toggle_heatmap_action(self, checked: bool) -> None:
+        self.panel.heat_check.setChecked(checked)
+
+    def _on_opacity(self, value: float) -> None:
+        self.view.set_heatmap_opacity(value)
+        self.settings.heatmap_opacity = value
+
+    def _on_colormap(self, name: str) -> None:
+        self._colormap = name
+        self.settings.colormap = name
+        self._update_colorbar()
+        self._show_current_heatmap()
+
+
+__all__ = ["QtWindowView"]
