@@ -1,0 +1,123 @@
+"""Bounded JSON reading: every JSON file the application reads goes through here.
+
+``json.loads`` recurses once per nesting level: a 1000-level nested file
+raises ``RecursionError`` (which is not a ``ValueError`` and used to escape
+every handler), and a 100 MB file is parsed into ~6x its size in memory.
+So before parsing, :func:`read_json` checks
+
+- the size of the file (``max_bytes``, read at most that much plus one byte),
+- the nesting depth, with a linear scan of the brackets outside strings
+  (:func:`nesting_depth`; no recursion, so it cannot blow the stack),
+
+and raises one :class:`JSONLimitError` (a :class:`~desktop.core.errors.CXRError`)
+naming the file and the reason, for a file too large, too deep, not UTF-8 or
+not valid JSON. Callers that need their own error class catch it and re-raise
+(``ModelCardError`` for model cards).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import CXRError
+
+#: Default limits: a model card is ~200 KB (its split lists every file name); settings are tiny.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_DEPTH = 64
+
+# A JSON string (with escapes) or one bracket; strings are skipped so that "[[[" inside one is not counted.
+_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+class JSONLimitError(CXRError):
+    """A JSON file that is too large, too deeply nested, not UTF-8 or not valid JSON."""
+
+    kind = "bad_json"
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest bracket nesting of ``text`` (0 for a scalar), brackets inside strings ignored.
+
+    Linear in the length of ``text`` and iterative: safe on hostile input.
+    """
+    depth = best = 0
+    for m in _TOKEN_RE.finditer(text):
+        ch = m.group()
+        if ch in "[{":
+            depth += 1
+            if depth > best:
+                best = depth
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def loads_bounded(
+    text: str,
+    source: str | os.PathLike[str] | None = None,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_chars: int | None = None,
+) -> Any:
+    """``json.loads(text)`` after the depth (and optional length) check; :class:`JSONLimitError` otherwise.
+
+    NaN and Infinity are refused (they are not JSON and break later arithmetic).
+    """
+    where = None if source is None else os.fspath(source)
+    if max_chars is not None and len(text) > max_chars:
+        raise JSONLimitError(where, f"JSON text too large ({len(text)} characters, limit {max_chars})")
+    depth = nesting_depth(text)
+    if depth > max_depth:
+        raise JSONLimitError(where, f"JSON nested too deeply ({depth} levels, limit {max_depth})")
+
+    def _no_constant(name: str) -> float:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise JSONLimitError(where, f"is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    except (ValueError, RecursionError) as exc:  # parse_constant, or a depth the scan missed
+        raise JSONLimitError(where, f"is not valid JSON ({exc})") from exc
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Any:
+    """The JSON document in ``path``, bounded in size and depth.
+
+    Raises :class:`JSONLimitError` (too large, too deep, not UTF-8, not JSON)
+    or ``OSError`` (cannot read) - each message names the file.
+    """
+    p = Path(path)
+    with open(p, "rb") as fh:
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise JSONLimitError(p, f"file too large for a JSON document (over {max_bytes} bytes)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise JSONLimitError(p, "is not UTF-8 text") from exc
+    return loads_bounded(text, p, max_depth=max_depth)
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+    "JSONLimitError",
+    "loads_bounded",
+    "nesting_depth",
+    "read_json",
+]
