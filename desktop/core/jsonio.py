@@ -18,7 +18,6 @@ not valid JSON. Callers that need their own error class catch it and re-raise
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -63,10 +62,13 @@ def loads_bounded(
     *,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_chars: int | None = None,
+    allow_nan: bool = True,
 ) -> Any:
     """``json.loads(text)`` after the depth (and optional length) check; :class:`JSONLimitError` otherwise.
 
-    NaN and Infinity are refused (they are not JSON and break later arithmetic).
+    ``allow_nan=False`` refuses NaN and Infinity (Python writes them; they are not strict
+    JSON). Model cards keep them allowed: a metric not measurable on a fold is NaN, and the
+    schema refuses a non-finite number wherever one is used (thresholds, temperature).
     """
     where = None if source is None else os.fspath(source)
     if max_chars is not None and len(text) > max_chars:
@@ -79,6 +81,8 @@ def loads_bounded(
         raise ValueError(f"{name} is not valid JSON")
 
     try:
+        if allow_nan:
+            return json.loads(text)
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise JSONLimitError(where, f"is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
@@ -91,6 +95,7 @@ def read_json(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    allow_nan: bool = True,
 ) -> Any:
     """The JSON document in ``path``, bounded in size and depth.
 
@@ -106,11 +111,7 @@ def read_json(
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise JSONLimitError(p, "is not UTF-8 text") from exc
-    return loads_bounded(text, p, max_depth=max_depth)
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    return loads_bounded(text, p, max_depth=max_depth, allow_nan=allow_nan)
 
 
 __all__ = [

@@ -124,7 +124,7 @@ def key_id(raw_public_key: bytes) -> str:
     return hashlib.sha256(raw_public_key).hexdigest()[:16]
 
 
-def _raw_public(text: str) -> bytes:
+def public_key_bytes(text: str) -> bytes:
     """Raw 32 bytes of an Ed25519 public key given as PEM or base64 of the raw key."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -158,7 +158,7 @@ def trusted_keys() -> dict[str, bytes]:
         texts += [("settings.json", str(k)) for k in listed if isinstance(k, str)]
     for where, text in texts:
         try:
-            raw = _raw_public(text)
+            raw = public_key_bytes(text)
         except (ValueError, TypeError, binascii.Error) as exc:
             log.warning("trusted key in %s ignored: %s", where, exc)
             continue
@@ -310,6 +310,7 @@ __all__ = [
     "check_signature",
     "generate_keypair",
     "key_id",
+    "public_key_bytes",
     "pinned_entries",
     "set_allow_unverified",
     "sign_bundle",
