@@ -332,3 +332,45 @@ def test_long_lists_are_shortened_in_the_readable_card() -> None:
     assert "img000.png, img001.png" in md
     assert "(500 items; all in model_card.json)" in md
     assert "img499.png" not in md
+
+
+# --------------------------------------------------------------------------- typed card
+
+
+def test_card_is_frozen_typed_and_keeps_unknown_keys(tmp_path: Path) -> None:
+    import dataclasses
+    import pickle
+
+    from desktop.core.bundle import DenseLayer, GlobalPoolLayer, HeadLayer
+
+    data = _card(tiny_bundle_path())
+    data["ood"] = {"method": "mahalanobis", "threshold": 3.2}
+    data["validation_scores"] = [0.1, 0.9]
+    card = ModelCard.from_dict(data)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        card.name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="read-only"):
+        card.raw["name"] = "other"  # type: ignore[index]
+    with pytest.raises(TypeError, match="read-only"):
+        card.metrics["x"] = 1  # type: ignore[index]
+    assert card.raw["ood"]["method"] == "mahalanobis" and card.get("validation_scores") == [0.1, 0.9]
+    assert set(card.extra) >= {"ood", "validation_scores"} and "name" not in card.extra
+    assert card.to_dict()["ood"] == data["ood"]
+    assert all(isinstance(h, HeadLayer) for h in card.head)
+    assert isinstance(card.head[0], GlobalPoolLayer) and card.head[0].keepdims is False
+    last = card.head[-1]
+    assert isinstance(last, DenseLayer) and (last.units, last.activation) == (2, "softmax")
+    assert last["units"] == 2 and last.get("missing", "d") == "d"  # mapping view for the numpy head
+    assert [h.to_dict() for h in card.head] == data["head"]
+    again = pickle.loads(pickle.dumps(card))
+    assert again.to_dict() == card.to_dict() and again.head == card.head
+
+
+def test_max_pool_layer_parsed() -> None:
+    from desktop.core.bundle import HeadLayer, MaxPool2DLayer
+
+    layer = HeadLayer.from_dict({"type": "max_pool2d", "name": "p", "pool_size": [2, 2], "strides": [2, 2],
+                                 "padding": "same"})  # fmt: skip
+    assert isinstance(layer, MaxPool2DLayer) and layer.pool_size == (2, 2) and layer.padding == "same"
+    assert layer.to_dict() == {"type": "max_pool2d", "name": "p", "pool_size": [2, 2], "strides": [2, 2],
+                               "padding": "same"}  # fmt: skip

@@ -323,3 +323,35 @@ def test_hostile_user_card_is_reported_and_default_model_still_works(
     statuses = {c["check"]: c["status"] for c in doc["checks"]}
     assert statuses["default model"] == "ok"
     assert any(c["status"] == "fail" and reason in c["detail"] for c in doc["checks"])
+
+
+# --------------------------------------------------------------------------- shown everywhere
+
+
+def test_pdf_report_prints_unverified_bundle(tmp_path: Path) -> None:
+    from desktop.core.imaging import load_xray
+    from desktop.core.report import ReportInfo, write_study_report
+    from tests.report_helpers import FakeHeatmap, FakePrediction, flat, pdf_text
+
+    xray = load_xray(SAMPLE)
+    folder = _user_tiny()
+    unverified = load_bundle(folder, origin="user", allow_unverified_bundle=True)
+    out = write_study_report(tmp_path / "u.pdf", xray, FakePrediction(), FakeHeatmap(), unverified, ReportInfo())
+    assert "UNVERIFIED BUNDLE" in flat(pdf_text(out))
+    pinned = get_bundle(None)
+    out = write_study_report(tmp_path / "p.pdf", xray, FakePrediction(), FakeHeatmap(), pinned, ReportInfo())
+    text = flat(pdf_text(out))
+    assert "UNVERIFIED" not in text and "pinned in the application" in text
+
+
+def test_gui_model_card_and_model_list_show_unverified(qtbot: Any) -> None:
+    from desktop.qt.qt_model_card import QtModelCardDialog
+
+    folder = _user_tiny()
+    unverified = load_bundle(folder, origin="user", allow_unverified_bundle=True)
+    dialog = QtModelCardDialog(unverified)
+    qtbot.addWidget(dialog)
+    assert dialog.markdown.startswith("**UNVERIFIED BUNDLE**") and "Trust: **unverified bundle**" in dialog.markdown
+    pinned = QtModelCardDialog(get_bundle(None))
+    qtbot.addWidget(pinned)
+    assert "UNVERIFIED" not in pinned.markdown and "pinned in the application" in pinned.markdown

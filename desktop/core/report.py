@@ -485,6 +485,12 @@ def _probabilities(prediction: Any) -> dict[str, float]:
     return {"covid": float(prediction.p_covid)}
 
 
+def _trust_text(bundle: Any) -> str:
+    """The bundle's trust as printed: "unverified bundle" when neither pinned nor signed by a trusted key."""
+    trust = getattr(bundle, "trust", None)
+    return DASH if trust is None else str(trust.label).upper() if not trust.verified else str(trust.label)
+
+
 def _model_section(ctx: _Ctx, op_name: str | None = None) -> list[Flowable]:
     st = ctx.st
     card = ctx.card
@@ -497,6 +503,7 @@ def _model_section(ctx: _Ctx, op_name: str | None = None) -> list[Flowable]:
         ("Model", ctx.model_line()),
         ("Architecture", arch_text),
         ("Model file sha256", sha),
+        ("Integrity", _trust_text(ctx.bundle)),
         ("Created", str(card.get("created", DASH))),
         ("Trained on", training_text(card.get("training_data")) or DASH),
     ]
