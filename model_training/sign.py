@@ -51,7 +51,7 @@ def keygen(prefix: str | os.PathLike[str], *, overwrite: bool = False) -> tuple[
 
 def sign(bundle: str | os.PathLike[str], key: str | os.PathLike[str]) -> Path:
     """Sign ``bundle`` with the private key file ``key``; returns the signature file."""
-    from desktop.core.bundle.trust import sign_bundle
+    from desktop.core.bundle.signing import sign_bundle
 
     return sign_bundle(bundle, Path(key).read_bytes())
 

@@ -353,17 +353,23 @@ def test_card_is_frozen_typed_and_keeps_unknown_keys(tmp_path: Path) -> None:
         card.raw["name"] = "other"  # type: ignore[index]
     with pytest.raises(TypeError, match="read-only"):
         card.metrics["x"] = 1  # type: ignore[index]
-    assert card.raw["ood"]["method"] == "mahalanobis" and card.get("validation_scores") == [0.1, 0.9]
-    assert set(card.extra) >= {"ood", "validation_scores"} and "name" not in card.extra
+    assert card.raw["ood"]["method"] == "mahalanobis"
+    assert card.get("validation_scores") == [0.1, 0.9]
+    assert set(card.extra) >= {"ood", "validation_scores"}
+    assert "name" not in card.extra
     assert card.to_dict()["ood"] == data["ood"]
     assert all(isinstance(h, HeadLayer) for h in card.head)
-    assert isinstance(card.head[0], GlobalPoolLayer) and card.head[0].keepdims is False
+    assert isinstance(card.head[0], GlobalPoolLayer)
+    assert card.head[0].keepdims is False
     last = card.head[-1]
-    assert isinstance(last, DenseLayer) and (last.units, last.activation) == (2, "softmax")
-    assert last["units"] == 2 and last.get("missing", "d") == "d"  # mapping view for the numpy head
+    assert isinstance(last, DenseLayer)
+    assert (last.units, last.activation) == (2, "softmax")
+    assert last["units"] == 2
+    assert last.get("missing", "d") == "d"
     assert [h.to_dict() for h in card.head] == data["head"]
     again = pickle.loads(pickle.dumps(card))
-    assert again.to_dict() == card.to_dict() and again.head == card.head
+    assert again.to_dict() == card.to_dict()
+    assert again.head == card.head
 
 
 def test_max_pool_layer_parsed() -> None:
@@ -371,6 +377,8 @@ def test_max_pool_layer_parsed() -> None:
 
     layer = HeadLayer.from_dict({"type": "max_pool2d", "name": "p", "pool_size": [2, 2], "strides": [2, 2],
                                  "padding": "same"})  # fmt: skip
-    assert isinstance(layer, MaxPool2DLayer) and layer.pool_size == (2, 2) and layer.padding == "same"
+    assert isinstance(layer, MaxPool2DLayer)
+    assert layer.pool_size == (2, 2)
+    assert layer.padding == "same"
     assert layer.to_dict() == {"type": "max_pool2d", "name": "p", "pool_size": [2, 2], "strides": [2, 2],
                                "padding": "same"}  # fmt: skip

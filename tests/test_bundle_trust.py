@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from desktop.core.bundle import CARD_FILE, ONNX_FILE, discover_bundles, get_bundle, load_bundle, sha256_file
+from desktop.core.bundle import (
+    CARD_FILE,
+    ONNX_FILE,
+    discover_bundles,
+    get_bundle,
+    load_bundle,
+    sha256_file,
+)
 from desktop.core.bundle.trust import bundle_manifest, pinned_entries
 from desktop.core.cli import main as cli_main
 from desktop.core.errors import BundleIntegrityError, ModelCardError, UnverifiedBundleError
@@ -33,7 +40,8 @@ SAMPLE = REPO / "assets" / "samples" / "shenzhen__CHNCXR_0001_0.png"
 
 def _pin_script() -> Any:
     spec = importlib.util.spec_from_file_location("pin_bundles", REPO / "scripts" / "pin_bundles.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules["pin_bundles"] = mod
     spec.loader.exec_module(mod)
@@ -110,7 +118,8 @@ def test_pin_records_every_sample_result() -> None:
 def test_real_bundled_model_is_pinned(strict: None) -> None:
     bundle = get_bundle(None)
     assert bundle.name == REAL.name
-    assert bundle.trust.status == "pinned" and bundle.verified
+    assert bundle.trust.status == "pinned"
+    assert bundle.verified
     assert bundle_manifest(bundle.card, bundle.card_sha256) == pinned_entries()[REAL.name]["files"]
 
 
@@ -137,7 +146,8 @@ def test_tampered_copy_in_user_folder_is_unverified(tamper: str, strict: None, m
     with pytest.raises(UnverifiedBundleError, match="unverified bundle"):
         load_bundle(folder, origin="user", verify=False)
     flagged = load_bundle(folder, origin="user", verify=True, allow_unverified_bundle=True)
-    assert flagged.trust.status == "unverified" and flagged.trust.label == "unverified bundle"
+    assert flagged.trust.status == "unverified"
+    assert flagged.trust.label == "unverified bundle"
     assert any("unverified bundle" in w for w in flagged.warnings)
 
 
@@ -152,14 +162,17 @@ def test_selftest_fails_when_the_model_answers_differently(monkeypatch: pytest.M
     assert cli_main(["selftest", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     bad = [c for c in doc["checks"] if c["check"].endswith("results")]
-    assert bad and bad[0]["status"] == "fail" and sample in bad[0]["detail"]
+    assert bad
+    assert bad[0]["status"] == "fail"
+    assert sample in bad[0]["detail"]
 
 
 def test_selftest_checks_recorded_results(strict: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["selftest", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     (res,) = [c for c in doc["checks"] if c["check"].endswith("results")]
-    assert res["status"] == "ok" and "6 sample(s)" in res["detail"]
+    assert res["status"] == "ok"
+    assert "6 sample(s)" in res["detail"]
 
 
 # --------------------------------------------------------------------------- signatures
@@ -190,7 +203,9 @@ def test_signed_user_bundle_with_trusted_key(strict: None, signer: tuple[Path, P
         load_bundle(folder, origin="user")
     _trust(signer[1])
     bundle = load_bundle(folder, origin="user")
-    assert bundle.trust.status == "signed" and bundle.trust.signer and bundle.trust.signer in bundle.trust.label
+    assert bundle.trust.status == "signed"
+    assert bundle.trust.signer
+    assert bundle.trust.signer in bundle.trust.label
     assert bundle.warnings == ()  # signature.json is not an "unlisted file"
 
 
@@ -256,7 +271,8 @@ def test_models_command_shows_unverified(strict: None, capsys: pytest.CaptureFix
     assert [m["name"] for m in doc["models"]] == [REAL.name]
     assert doc["models"][0]["trust"]["status"] == "pinned"
     (problem,) = doc["problems"]
-    assert problem["kind"] == "model_unverified" and "unverified bundle" in problem["error"]
+    assert problem["kind"] == "model_unverified"
+    assert "unverified bundle" in problem["error"]
     assert cli_main(["models", "--json", "--allow-unverified"]) == 0
     doc = json.loads(capsys.readouterr().out)
     tiny = next(m for m in doc["models"] if m["name"] == "tiny-mobilenet")
@@ -314,10 +330,12 @@ def test_hostile_user_card_is_reported_and_default_model_still_works(
     doc = json.loads(capsys.readouterr().out)
     assert [m["name"] for m in doc["models"]] == [REAL.name]
     (problem,) = doc["problems"]
-    assert reason in problem["error"] and f"bad-{kind}" in problem["error"]
+    assert reason in problem["error"]
+    assert f"bad-{kind}" in problem["error"]
     assert cli_main(["predict", str(SAMPLE)]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert line["status"] == "ok" and line["model"] == REAL.name
+    assert line["status"] == "ok"
+    assert line["model"] == REAL.name
     assert cli_main(["selftest", "--json"]) == 1  # the broken bundle is a failed check, not a crash
     doc = json.loads(capsys.readouterr().out)
     statuses = {c["check"]: c["status"] for c in doc["checks"]}
@@ -341,7 +359,8 @@ def test_pdf_report_prints_unverified_bundle(tmp_path: Path) -> None:
     pinned = get_bundle(None)
     out = write_study_report(tmp_path / "p.pdf", xray, FakePrediction(), FakeHeatmap(), pinned, ReportInfo())
     text = flat(pdf_text(out))
-    assert "UNVERIFIED" not in text and "pinned in the application" in text
+    assert "UNVERIFIED" not in text
+    assert "pinned in the application" in text
 
 
 def test_gui_model_card_and_model_list_show_unverified(qtbot: Any) -> None:
@@ -351,7 +370,9 @@ def test_gui_model_card_and_model_list_show_unverified(qtbot: Any) -> None:
     unverified = load_bundle(folder, origin="user", allow_unverified_bundle=True)
     dialog = QtModelCardDialog(unverified)
     qtbot.addWidget(dialog)
-    assert dialog.markdown.startswith("**UNVERIFIED BUNDLE**") and "Trust: **unverified bundle**" in dialog.markdown
+    assert dialog.markdown.startswith("**UNVERIFIED BUNDLE**")
+    assert "Trust: **unverified bundle**" in dialog.markdown
     pinned = QtModelCardDialog(get_bundle(None))
     qtbot.addWidget(pinned)
-    assert "UNVERIFIED" not in pinned.markdown and "pinned in the application" in pinned.markdown
+    assert "UNVERIFIED" not in pinned.markdown
+    assert "pinned in the application" in pinned.markdown

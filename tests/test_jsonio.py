@@ -25,7 +25,8 @@ def test_deep_document_refused_without_recursion_error(tmp_path: Path) -> None:
     path.write_text("[" * depth + "]" * depth)
     with pytest.raises(JSONLimitError, match=f"nested too deeply \\({depth} levels, limit 64\\)") as info:
         read_json(path)
-    assert isinstance(info.value, CXRError) and str(path) in str(info.value)
+    assert isinstance(info.value, CXRError)
+    assert str(path) in str(info.value)
 
 
 def test_size_limit_checked_before_reading_everything(tmp_path: Path) -> None:

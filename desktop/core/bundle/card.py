@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, NoReturn
 
-from ..errors import ModelCardError, ModelError
-from ..preprocess import PreprocessSpec
+from desktop.core.errors import ModelCardError, ModelError
+from desktop.core.preprocess import PreprocessSpec
+
 from .schema import validate_card
 
 #: Keys of the card that :class:`ModelCard` parses into fields; everything else is in ``extra``.
@@ -38,14 +39,14 @@ SCHEMA_KEYS = frozenset(
 )  # fmt: skip
 
 
-class FrozenDict(dict):  # type: ignore[type-arg]
+class FrozenDict(dict):
     """A dict that refuses changes (picklable, JSON-serialisable, ``isinstance(x, dict)``)."""
 
     def _readonly(self, *_args: Any, **_kwargs: Any) -> NoReturn:
         raise TypeError("model card values are read-only; use ModelCard.to_dict() for a mutable copy")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
-    __ior__ = _readonly  # type: ignore[assignment]
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly
+    __ior__ = _readonly
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenDict, (dict(self),))

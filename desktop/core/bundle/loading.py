@@ -20,9 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import BundleIntegrityError, BundleNotFoundError, ModelCardError, ModelError, UnverifiedBundleError
-from ..jsonio import JSONLimitError, loads_bounded
-from ..paths import bundled_models_dir, user_models_dir
+from desktop.core.errors import (
+    BundleIntegrityError,
+    BundleNotFoundError,
+    ModelCardError,
+    ModelError,
+    UnverifiedBundleError,
+)
+from desktop.core.jsonio import JSONLimitError, loads_bounded
+from desktop.core.paths import bundled_models_dir, user_models_dir
+
 from .card import ModelCard
 from .schema import CARD_FILE, DANGEROUS_SUFFIXES, HEAD_FILE, ONNX_FILE, SIGNATURE_FILE
 from .trust import UNVERIFIED_STATUS, Trust, allow_unverified, card_trust

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..preprocess import PreprocessSpec
+from desktop.core.preprocess import PreprocessSpec
 
 FORMAT_VERSION = 1
 CARD_FILE = "model_card.json"

@@ -23,7 +23,7 @@ itself. The integrity root lies outside the bundle:
   ``"allow_unverified_models": true`` in ``settings.json``).
 
 Sign with ``python -m model_training sign --bundle DIR --key KEY.pem`` (key
-pair: ``python -m model_training keygen --out DIR``); :func:`sign_bundle` here.
+pair: ``python -m model_training keygen --out DIR``); :func:`~desktop.core.bundle.signing.sign_bundle`.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleIntegrityError, CXRError
-from ..jsonio import read_json
-from ..paths import user_data_dir
+from desktop.core.errors import BundleIntegrityError, CXRError
+from desktop.core.jsonio import read_json
+from desktop.core.paths import user_data_dir
+
 from .card import ModelCard
 from .schema import CARD_FILE, SIGNATURE_FILE
 
@@ -176,7 +177,7 @@ def bundle_manifest(card: ModelCard, card_sha256: str) -> dict[str, str]:
     return {CARD_FILE: card_sha256, **{k: str(v) for k, v in card.files.items()}}
 
 
-def _message(name: str, files: Mapping[str, str], kid: str) -> bytes:
+def signed_message(name: str, files: Mapping[str, str], kid: str) -> bytes:
     doc = {"algorithm": "ed25519", "bundle": name, "files": dict(sorted(files.items())),
            "format": SIGNATURE_FORMAT, "key_id": kid}  # fmt: skip
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
@@ -239,7 +240,7 @@ def check_signature(folder: Path, card: ModelCard, card_sha256: str) -> Trust:
 
     try:
         Ed25519PublicKey.from_public_bytes(keys[kid]).verify(base64.b64decode(sig, validate=True),
-                                                             _message(card.name, files, kid))  # fmt: skip
+                                                             signed_message(card.name, files, kid))  # fmt: skip
     except (InvalidSignature, ValueError, binascii.Error):
         return Trust(UNVERIFIED_STATUS, f"the signature does not verify with trusted key {kid}")
     if dict(files) != bundle_manifest(card, card_sha256):
@@ -270,36 +271,6 @@ def generate_keypair() -> tuple[bytes, bytes]:
     return private, public
 
 
-def sign_bundle(folder: str | os.PathLike[str], private_key_pem: bytes, *, overwrite: bool = True) -> Path:
-    """Verify the bundle's files against its card, then write ``signature.json``; returns its path."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from ..fileio import atomic_write_bytes
-    from .loading import read_card_with_hash, verify_files
-
-    key = serialization.load_pem_private_key(private_key_pem, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("the signing key must be an Ed25519 private key (python -m model_training keygen)")
-    root = Path(folder)
-    card, card_sha = read_card_with_hash(root)
-    verify_files(root, card)
-    raw_pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    kid = key_id(raw_pub)
-    files = bundle_manifest(card, card_sha)
-    doc = {
-        "format": SIGNATURE_FORMAT,
-        "algorithm": "ed25519",
-        "bundle": card.name,
-        "key_id": kid,
-        "public_key": base64.b64encode(raw_pub).decode("ascii"),
-        "files": dict(sorted(files.items())),
-        "signature": base64.b64encode(key.sign(_message(card.name, files, kid))).decode("ascii"),
-    }
-    return atomic_write_bytes(root / SIGNATURE_FILE, (json.dumps(doc, indent=2) + "\n").encode("utf-8"),
-                              overwrite=overwrite)  # fmt: skip
-
-
 __all__ = [
     "ALLOW_ENV",
     "Trust",
@@ -311,9 +282,9 @@ __all__ = [
     "generate_keypair",
     "key_id",
     "public_key_bytes",
+    "signed_message",
     "pinned_entries",
     "set_allow_unverified",
-    "sign_bundle",
     "trusted_keys",
     "trusted_keys_dir",
 ]
