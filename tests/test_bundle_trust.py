@@ -10,6 +10,7 @@ stops the commands that use the default model.
 from __future__ import annotations
 
 import importlib.util
+import os
 import json
 import shutil
 import sys
@@ -384,3 +385,17 @@ def test_bundle_and_export_modules_stay_under_600_lines() -> None:
              REPO / "model_training" / "sign.py"]  # fmt: skip
     long = {f.name: n for f in files if (n := len(f.read_text(encoding="utf-8").splitlines())) > 600}
     assert long == {}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_or_device_card_is_refused_without_blocking() -> None:
+    fifo = user_models_dir() / "fifo-card"
+    fifo.mkdir(parents=True)
+    os.mkfifo(fifo / CARD_FILE)
+    dev = user_models_dir() / "zero-card"
+    dev.mkdir()
+    (dev / CARD_FILE).symlink_to("/dev/zero")
+    found = discover_bundles()
+    reasons = sorted(str(p) for p in found.problems)
+    assert len(reasons) == 2
+    assert all("is not a regular file" in r for r in reasons)

@@ -298,7 +298,9 @@ class _Ctx:
     def model_line(self) -> str:
         name = bundle_field(self.bundle, self.card, "name", "?")
         version = bundle_field(self.bundle, self.card, "version", "")
-        return f"{name} {version}".strip()
+        trust = getattr(self.bundle, "trust", None)
+        unverified = " (UNVERIFIED BUNDLE)" if trust is not None and not trust.verified else ""
+        return f"{name} {version}".strip() + unverified
 
 
 def _kv_table(ctx: _Ctx, rows: Sequence[tuple[str, str]], cols: int = 2, label_w: float = 28 * mm) -> Table:

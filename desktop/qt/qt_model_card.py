@@ -70,7 +70,7 @@ class QtModelCardDialog(QDialog):
         if trust is not None and not trust.verified:
             markdown = f"**UNVERIFIED BUNDLE**: {trust.detail}. Its card and files are not vouched for.\n\n" + markdown
         integrity = (
-            f"\n\n## Integrity\n\n"
+            "\n\n## Integrity\n\n"
             + (f"Trust: **{trust.label}** ({trust.detail}).\n\n" if trust is not None else "")
             + "All files listed above were checked against their sha256 when the "
             f"model was loaded from `{bundle.path}` ({bundle.origin}).\n\n"

@@ -121,6 +121,8 @@ def read_card_with_hash(path: str | os.PathLike[str]) -> tuple[ModelCard, str]:
     if not folder.is_dir():
         raise BundleNotFoundError(folder, "is not a model bundle folder")
     if not card_path.is_file():
+        if card_path.exists() or card_path.is_symlink():  # a FIFO, a device, a dangling link: never opened
+            raise ModelCardError(card_path, "is not a regular file; not read")
         raise BundleNotFoundError(folder, f"no {CARD_FILE}: not a model bundle")
     try:
         with open(card_path, "rb") as fh:
@@ -277,7 +279,7 @@ def discover_bundles(dirs: Sequence[tuple[Path, str]] | None = None, *, verify: 
             problems.append(ModelError(root, f"cannot list models folder ({exc.strerror or exc})"))
             continue
         for folder in entries:
-            if not (folder / CARD_FILE).exists():
+            if not ((folder / CARD_FILE).exists() or (folder / CARD_FILE).is_symlink()):
                 continue  # not a bundle (e.g. an unrelated folder)
             try:
                 bundle = load_bundle(folder, origin=origin, verify=verify)
