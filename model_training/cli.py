@@ -100,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-boot", type=int, default=1000)
     c.add_argument("--protocols", default="random,loso", help="random and/or loso (default %(default)s)")
     c.add_argument("--folds", default=None, help="only these LOSO folds, e.g. F4 (default: all)")
-    from . import sign
+    from . import sign as signing
 
-    sign.register(sub)
+    signing.register(sub)
     return ap
 
 
@@ -115,10 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import read_dataset
 
     if args.command in ("keygen", "sign"):
-        from . import sign
+        from . import sign as signing
 
         try:
-            return sign.run(args)
+            return signing.run(args)
         except (CXRError, ValueError, OSError) as exc:
             sys.stderr.write(f"error: {exc}\n")
             return 2
@@ -147,9 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              default=args.default, overwrite=args.overwrite, weights=args.base_weights,
                              loso=loso, cache_dir=args.cache_dir)
             if args.sign_key:
-                from .sign import sign
+                from .sign import sign as sign_bundle
 
-                _say(f"signed: {sign(out, args.sign_key)}")
+                _say(f"signed: {sign_bundle(out, args.sign_key)}")
             _say(str(out))
             return 0
         if args.command == "compare":

@@ -10,8 +10,8 @@ stops the commands that use the default model.
 from __future__ import annotations
 
 import importlib.util
-import os
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
