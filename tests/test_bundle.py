@@ -382,3 +382,19 @@ def test_max_pool_layer_parsed() -> None:
     assert layer.padding == "same"
     assert layer.to_dict() == {"type": "max_pool2d", "name": "p", "pool_size": [2, 2], "strides": [2, 2],
                                "padding": "same"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("version", "=HYPERLINK(\"x\")"), ("version", "1 0"), ("version", "+1"), ("op", "=cmd|' /c calc'!A1"),
+     ("op", "@SUM(A1)"), ("op", "-x")],
+)  # fmt: skip
+def test_formula_like_version_or_operating_point_name_is_refused(key: str, value: str) -> None:
+    data = _card(tiny_bundle_path())
+    if key == "version":
+        data["version"] = value
+    else:
+        data["operating_points"][0]["name"] = value
+        data["default_operating_point"] = value
+    problems = validate_card(data)
+    assert any(p.startswith("version:" if key == "version" else "operating_points[0].name:") for p in problems)

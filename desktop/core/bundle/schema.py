@@ -41,6 +41,9 @@ DANGEROUS_SUFFIXES = frozenset(
 ALLOWED_LISTED_SUFFIXES = frozenset({".onnx", ".npz", ".md", ".txt", ".json", ".png", ".csv"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+#: Version and operating-point names reach CSV cells and PDFs: no leading '=', '+', '-', '@' (formulas).
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,31}$")
+_OP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$")
 NAME_RE = _NAME_RE
 SHA_RE = _SHA_RE
 
@@ -118,7 +121,9 @@ def validate_card(data: Any) -> list[str]:
     name = c.typed(data, "name", str)
     if name is not None and not _NAME_RE.match(name):
         c.fail("name", f"letters, digits, '.', '_' or '-', at most 64. Received: {name!r}")
-    c.typed(data, "version", str)
+    version = c.typed(data, "version", str)
+    if version is not None and not _VERSION_RE.match(version):
+        c.fail("version", f"letters, digits, '.', '_', '+' or '-', starting with a letter or digit, at most 32. Received: {_short(version)}")
     c.typed(data, "default", bool)
     arch = c.typed(data, "architecture", str)
     if arch is not None and arch not in ARCHITECTURES:
@@ -208,6 +213,8 @@ def _check_operating_points(c: _Checker, data: Mapping[str, Any]) -> None:
                 c.fail(f"operating_points[{i}]", f"must be an object. Received: {_short(op)}")
                 continue
             n = c.typed(op, "name", str, prefix=p)
+            if n is not None and not _OP_NAME_RE.match(n):
+                c.fail(f"{p}name", f"letters, digits, ' ', '.', '_' or '-', starting with a letter or digit, at most 64. Received: {_short(n)}")
             if n is not None:
                 if n in names:
                     c.fail(f"{p}name", f"duplicate operating point {n!r}")
