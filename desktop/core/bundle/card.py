@@ -60,7 +60,7 @@ def freeze(value: Any) -> Any:
     if isinstance(value, dict):
         return FrozenDict({k: freeze(v) for k, v in value.items()})
     if isinstance(value, list):
-        return [freeze(v) for v in value]
+        return [freeze(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 
@@ -221,8 +221,8 @@ _LAYER_CLASSES: tuple[type[HeadLayer], ...] = (FlattenLayer, DropoutLayer, Globa
 
 
 def _ro(value: Any) -> Mapping[str, Any]:
-    out: Mapping[str, Any] = freeze(dict(value or {}))
-    return out
+    """A section of the (already frozen) card; an empty read-only mapping when absent."""
+    return value if isinstance(value, FrozenDict) else FrozenDict(value or {})
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,14 +264,18 @@ class ModelCard:
     source: str | None = None
 
     @classmethod
-    def from_dict(cls, data: Any, source: str | os.PathLike[str] | None = None) -> ModelCard:
-        """Validate ``data``; raise :class:`ModelCardError` listing every problem."""
+    def from_dict(cls, data: Any, source: str | os.PathLike[str] | None = None, *, parsed: bool = False) -> ModelCard:
+        """Validate ``data``; raise :class:`ModelCardError` listing every problem.
+
+        ``data`` is copied (through JSON, so only JSON types get in) unless
+        ``parsed=True``: a dict fresh from ``json.loads`` that nobody else holds.
+        """
         where = None if source is None else os.fspath(source)
         problems = validate_card(data)
         if problems:
             shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
             raise ModelCardError(where, f"model card fails its schema: {shown}")
-        d: dict[str, Any] = json.loads(json.dumps(data))  # a private deep copy, JSON types only
+        d: dict[str, Any] = freeze(data if parsed else json.loads(json.dumps(data)))  # a private, read-only copy
         try:
             head = tuple(HeadLayer.from_dict(h) for h in d["head"])
         except ValueError as exc:  # validate_card checked the types: defensive only
@@ -300,7 +304,7 @@ class ModelCard:
             created=str(d["created"]),
             files=FrozenDict({str(k): str(v) for k, v in d["files"].items()}),
             sha256=str(d["sha256"]),
-            raw=freeze(d),
+            raw=d,
             source=where,
         )
 

@@ -139,7 +139,7 @@ def read_card_with_hash(path: str | os.PathLike[str]) -> tuple[ModelCard, str]:
         data = loads_bounded(text, card_path, max_depth=MAX_CARD_DEPTH)
     except JSONLimitError as exc:
         raise ModelCardError(card_path, exc.reason) from exc
-    return ModelCard.from_dict(data, source=card_path), sha256_bytes(raw)
+    return ModelCard.from_dict(data, source=card_path, parsed=True), sha256_bytes(raw)
 
 
 def read_card(path: str | os.PathLike[str]) -> ModelCard:
