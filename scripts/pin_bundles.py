@@ -68,8 +68,9 @@ def compute_pin(models: Path = MODELS, samples: Path = SAMPLES) -> dict[str, dic
     folders = sorted(p for p in models.iterdir() if (p / CARD_FILE).is_file()) if models.is_dir() else []
     out = {}
     for folder in folders:
-        entry = pin_entry(folder, samples)
-        out[folder.name] = entry
+        from desktop.core.bundle import read_card
+
+        out[read_card(folder).name] = pin_entry(folder, samples)  # the app looks the pin up by card name
     return out
 
 
