@@ -1,4 +1,4 @@
-"""``python -m model_training {train,evaluate,audit,export,compare,cache}``."""
+"""``python -m model_training {train,evaluate,audit,export,compare,keygen,sign}``."""
 
 from __future__ import annotations
 
@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--default", action="store_true")
     x.add_argument("--overwrite", action="store_true")
     x.add_argument("--loso", default=None, help="comparison.json whose leave-one-source-out results go in the card")
+    x.add_argument("--sign-key", default=None, metavar="KEY.pem",
+                   help="sign the bundle with this Ed25519 private key (python -m model_training keygen)")
 
     c = sub.add_parser("compare", help="linear probe vs paper vs ours: random split and leave-one-source-out")
     _add_data(c)
@@ -98,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n-boot", type=int, default=1000)
     c.add_argument("--protocols", default="random,loso", help="random and/or loso (default %(default)s)")
     c.add_argument("--folds", default=None, help="only these LOSO folds, e.g. F4 (default: all)")
+    from . import sign as signing
+
+    signing.register(sub)
     return ap
 
 
@@ -109,6 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .data import read_dataset
 
+    if args.command in ("keygen", "sign"):
+        from . import sign as signing
+
+        try:
+            return signing.run(args)
+        except (CXRError, ValueError, OSError) as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
     try:
         dataset = read_dataset(args.data, args.manifest)
         if args.command == "train":
@@ -133,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = export_run(args.run, dataset, args.out, name=args.name, version=args.version,
                              default=args.default, overwrite=args.overwrite, weights=args.base_weights,
                              loso=loso, cache_dir=args.cache_dir)
+            if args.sign_key:
+                from .sign import sign as sign_bundle
+
+                _say(f"signed: {sign_bundle(out, args.sign_key)}")
             _say(str(out))
             return 0
         if args.command == "compare":

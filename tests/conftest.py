@@ -39,4 +39,7 @@ def _isolated_user_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     """Keep every test out of the real per-user folder (models, audit log, settings)."""
     home = tmp_path_factory.mktemp("cxr_home")
     monkeypatch.setenv("CXR_SCREENER_HOME", str(home))
+    # The test bundles are not signed: allow unverified user bundles unless a test says otherwise
+    # (tests of the trust rules delete this variable).
+    monkeypatch.setenv("CXR_SCREENER_ALLOW_UNVERIFIED", "1")
     return home

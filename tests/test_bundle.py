@@ -332,3 +332,69 @@ def test_long_lists_are_shortened_in_the_readable_card() -> None:
     assert "img000.png, img001.png" in md
     assert "(500 items; all in model_card.json)" in md
     assert "img499.png" not in md
+
+
+# --------------------------------------------------------------------------- typed card
+
+
+def test_card_is_frozen_typed_and_keeps_unknown_keys(tmp_path: Path) -> None:
+    import dataclasses
+    import pickle
+
+    from desktop.core.bundle import DenseLayer, GlobalPoolLayer, HeadLayer
+
+    data = _card(tiny_bundle_path())
+    data["ood"] = {"method": "mahalanobis", "threshold": 3.2}
+    data["validation_scores"] = [0.1, 0.9]
+    card = ModelCard.from_dict(data)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        card.name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="read-only"):
+        card.raw["name"] = "other"  # type: ignore[index]
+    with pytest.raises(TypeError, match="read-only"):
+        card.metrics["x"] = 1  # type: ignore[index]
+    assert card.raw["ood"]["method"] == "mahalanobis"
+    assert card.get("validation_scores") == [0.1, 0.9]
+    assert set(card.extra) >= {"ood", "validation_scores"}
+    assert "name" not in card.extra
+    assert card.to_dict()["ood"] == data["ood"]
+    assert all(isinstance(h, HeadLayer) for h in card.head)
+    assert isinstance(card.head[0], GlobalPoolLayer)
+    assert card.head[0].keepdims is False
+    last = card.head[-1]
+    assert isinstance(last, DenseLayer)
+    assert (last.units, last.activation) == (2, "softmax")
+    assert last["units"] == 2
+    assert last.get("missing", "d") == "d"
+    assert [h.to_dict() for h in card.head] == data["head"]
+    again = pickle.loads(pickle.dumps(card))
+    assert again.to_dict() == card.to_dict()
+    assert again.head == card.head
+
+
+def test_max_pool_layer_parsed() -> None:
+    from desktop.core.bundle import HeadLayer, MaxPool2DLayer
+
+    layer = HeadLayer.from_dict({"type": "max_pool2d", "name": "p", "pool_size": [2, 2], "strides": [2, 2],
+                                 "padding": "same"})  # fmt: skip
+    assert isinstance(layer, MaxPool2DLayer)
+    assert layer.pool_size == (2, 2)
+    assert layer.padding == "same"
+    assert layer.to_dict() == {"type": "max_pool2d", "name": "p", "pool_size": [2, 2], "strides": [2, 2],
+                               "padding": "same"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("version", "=HYPERLINK(\"x\")"), ("version", "1 0"), ("version", "+1"), ("op", "=cmd|' /c calc'!A1"),
+     ("op", "@SUM(A1)"), ("op", "-x")],
+)  # fmt: skip
+def test_formula_like_version_or_operating_point_name_is_refused(key: str, value: str) -> None:
+    data = _card(tiny_bundle_path())
+    if key == "version":
+        data["version"] = value
+    else:
+        data["operating_points"][0]["name"] = value
+        data["default_operating_point"] = value
+    problems = validate_card(data)
+    assert any(p.startswith("version:" if key == "version" else "operating_points[0].name:") for p in problems)

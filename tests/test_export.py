@@ -25,7 +25,7 @@ from desktop.core.bundle import load_bundle  # noqa: E402
 from desktop.core.gradcam import gradcam, head_forward, head_logit_grad  # noqa: E402
 from desktop.core.inference import Predictor  # noqa: E402
 from desktop.core.preprocess import PreprocessSpec  # noqa: E402
-from model_training import export as export_mod  # noqa: E402
+from model_training import onnx_direct  # noqa: E402
 from model_training.export import ExportError, export_bundle  # noqa: E402
 from tests.model_fixtures import calibration_inputs, make_test_bundle, make_test_model  # noqa: E402
 
@@ -165,11 +165,12 @@ def test_export_refuses_when_onnx_runtime_disagrees(
         total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
         return total - total // 2, total // 2  # extra pixel on top/left instead of bottom/right
 
-    monkeypatch.setattr(export_mod, "_same_pads", wrong_pads)
+    monkeypatch.setattr(onnx_direct, "_same_pads", wrong_pads)
     # MobileNet's stride-2 convolutions use explicit ZeroPadding; conv1 uses 'same'
     with pytest.raises(ExportError, match="does not reproduce the Keras probabilities"):
         export_bundle(model, tmp_path / "bad", name="bad", version="1", architecture="mobilenet",
-                      backbone_init="none", preprocess=PreprocessSpec(64, 64), gradcam_layer=layer)  # fmt: skip
+                      backbone_init="none", preprocess=PreprocessSpec(64, 64), gradcam_layer=layer,
+                      converter="direct")  # fmt: skip
     assert not (tmp_path / "bad").exists()
     assert list(tmp_path.iterdir()) == []  # no temporary folder left behind
 
@@ -194,7 +195,8 @@ def test_export_refuses_unsupported_backbone_layer(tmp_path: Path) -> None:
     model = keras.Model(inp, out)
     with pytest.raises(ExportError, match="layer 'odd' of type LayerNormalization is not supported"):
         export_bundle(model, tmp_path / "m", name="m", version="1", architecture="mobilenet",
-                      backbone_init="none", preprocess=PreprocessSpec(32, 32), gradcam_layer="conv")  # fmt: skip
+                      backbone_init="none", preprocess=PreprocessSpec(32, 32), gradcam_layer="conv",
+                      converter="direct")  # fmt: skip
 
 
 def test_export_with_sigmoid_output_is_refused(tmp_path: Path) -> None:
@@ -232,3 +234,55 @@ def test_existing_bundle_is_replaced_only_when_asked(small_mobilenet: tuple, tmp
     assert again.card.created >= first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary or old folders left
     assert sorted(p.name for p in path.iterdir()) == ["MODEL_CARD.md", "head.npz", "model.onnx", "model_card.json"]
+
+
+# --------------------------------------------------------------------------- library exporter
+
+
+def test_library_exporter_is_tried_first_and_gated(small_mobilenet: tuple, tmp_path: Path) -> None:
+    """keras.Model.export(format="onnx") (tf2onnx) on the two-output model, temperature folded in."""
+    pytest.importorskip("tf2onnx")
+    model, layer = small_mobilenet
+    spec = PreprocessSpec(64, 64, normalization="mobilenet")
+    x = calibration_inputs("mobilenet", 64, 4, seed=3)
+    path = export_bundle(model, tmp_path / "lib", name="lib", version="1", architecture="mobilenet",
+                         backbone_init="none", preprocess=spec, gradcam_layer=layer, temperature=2.0,
+                         check_inputs=x)  # fmt: skip
+    card = load_bundle(path).card
+    assert card.raw["export"]["converter"].startswith("keras.Model.export(format='onnx') (tf2onnx ")
+    assert "library_exporter_error" not in card.raw["export"]
+    assert card.raw["export"]["max_abs_diff_probs"] <= 1e-4
+    ref = model(x, training=False).numpy().astype(np.float64)
+    logp = np.log(ref)
+    expected = np.exp(logp / 2.0) / np.exp(logp / 2.0).sum(axis=1, keepdims=True)
+    predictor = Predictor(path)
+    feats, probs = predictor.forward_raw(x)
+    np.testing.assert_allclose(probs, expected, atol=1e-4)
+    probe = keras.Model(model.inputs[0], model.get_layer(layer).output)
+    feats_k = probe(x, training=False).numpy()
+    assert np.abs(feats - feats_k).max() <= 1e-3 * max(1.0, float(np.abs(feats_k).max()))
+    cache = head_forward(feats, predictor.head, predictor.head_weights)
+    np.testing.assert_allclose(cache.probs, probs, atol=1e-4)
+
+
+def test_library_failure_falls_back_to_the_direct_converter(
+    small_mobilenet: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_training import onnx_library
+
+    def missing(*_a: Any, **_k: Any) -> bytes:
+        raise ImportError("This requires the tf2onnx module. You can install it via `pip install tf2onnx`")
+
+    monkeypatch.setattr(onnx_library, "convert_library", missing)
+    model, layer = small_mobilenet
+    common = {"name": "m", "version": "1", "architecture": "mobilenet", "backbone_init": "none",
+              "preprocess": PreprocessSpec(64, 64), "gradcam_layer": layer}  # fmt: skip
+    path = export_bundle(model, tmp_path / "m", **common)
+    export = load_bundle(path).card.raw["export"]
+    assert export["converter"] == "model_training.export (direct Keras -> ONNX)"
+    assert export["library_exporter_error"].startswith("ImportError: This requires the tf2onnx module")
+    with pytest.raises(ExportError, match="the library exporter failed \\(ImportError"):
+        export_bundle(model, tmp_path / "n", converter="library", **common)
+    assert not (tmp_path / "n").exists()
+    with pytest.raises(ValueError, match="converter must be one of"):
+        export_bundle(model, tmp_path / "o", converter="tf2onnx", **common)

@@ -216,19 +216,30 @@ def read_audit_log(path: str | os.PathLike[str] | None = None) -> list[dict[str,
     return list(iter_audit_log(path))
 
 
+#: An audit entry is a few hundred bytes; longer lines are damage (or an attack) and are skipped.
+MAX_LINE_BYTES = 64 * 1024
+
+
 def iter_audit_log(path: str | os.PathLike[str] | None = None) -> Iterator[dict[str, Any]]:
     target = Path(path) if path is not None else audit_log_path()
     if not target.exists():
         return
+    from .jsonio import JSONLimitError, loads_bounded
+
     with target.open("rb") as fh:
-        for raw in fh:
+        while raw := fh.readline(MAX_LINE_BYTES + 1):
+            if len(raw) > MAX_LINE_BYTES:
+                log.warning("%s: skipping an audit line over %d bytes", target, MAX_LINE_BYTES)
+                while raw and not raw.endswith(b"\n"):  # the rest of that line, in bounded pieces
+                    raw = fh.readline(MAX_LINE_BYTES + 1)
+                continue
             if not raw.endswith(b"\n"):
                 break  # torn by a crash mid-write: not an entry
             if not raw.strip():
                 continue
             try:
-                item = json.loads(raw)
-            except ValueError:
+                item = loads_bounded(raw.decode("utf-8"), target, max_depth=8)
+            except (JSONLimitError, UnicodeDecodeError):
                 log.warning("%s: skipping a damaged audit line", target)
                 continue
             if isinstance(item, dict):

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument("--allow-unverified", action="store_true", help=_ALLOW_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         try:
@@ -49,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # not built yet
             raise
         module.register(sub)
+    # Accepted before or after the subcommand: `cxr-screener --allow-unverified predict ...` or `predict --allow-unverified`.
+    for p in sub.choices.values():
+        p.add_argument("--allow-unverified", dest="allow_unverified", action="store_true", default=argparse.SUPPRESS,
+                       help=_ALLOW_HELP)  # fmt: skip
     return parser
+
+
+_ALLOW_HELP = "use model bundles that are neither pinned in the application nor signed by a trusted key"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from desktop.core.errors import CXRError
 
+    if getattr(args, "allow_unverified", False):
+        from desktop.core.bundle.trust import set_allow_unverified
+
+        set_allow_unverified(True)
     try:
         return int(handler(args))
     except CXRError as exc:

@@ -109,6 +109,12 @@ class ModelCardError(ModelError):
     kind = "model_card"
 
 
+class UnverifiedBundleError(ModelError):
+    """A bundle that is neither pinned in the application nor signed by a trusted key, not allowed."""
+
+    kind = "model_unverified"
+
+
 class ModelInputError(ModelError):
     """An input of the wrong shape or type for the model."""
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-HeadSpec = Sequence[Mapping[str, Any]]
+#: The card's head: :class:`desktop.core.bundle.HeadLayer` objects or their dicts (both index by key).
+HeadSpec = Sequence[Any]
 
 
 @dataclass

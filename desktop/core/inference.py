@@ -26,6 +26,7 @@ from .bundle import (
     HEAD_FILE,
     ONNX_FILE,
     Bundle,
+    DenseLayer,
     OperatingPoint,
     get_bundle,
     load_bundle,
@@ -159,7 +160,7 @@ class Predictor:
         self.spec: PreprocessSpec = card.preprocess
         self.class_names = card.class_names
         self.positive_index = card.positive_index
-        self.head = [dict(h) for h in card.head]
+        self.head = card.head
         onnx_bytes = _read(bundle.path / ONNX_FILE)
         verify_bytes(bundle.path / ONNX_FILE, onnx_bytes, card.files[ONNX_FILE])
         head_bytes = _read(bundle.path / HEAD_FILE)
@@ -215,10 +216,10 @@ class Predictor:
         where = self.bundle.path / HEAD_FILE
         probe = np.zeros((1, *self.feature_shape), dtype=np.float32)
         for layer in self.head:
-            if layer["type"] == "dense":
+            if isinstance(layer, DenseLayer):
                 for part in ("kernel", "bias"):
-                    if f"{layer['name']}/{part}" not in self.head_weights:
-                        raise ModelError(where, f"missing {layer['name']}/{part} for head layer {layer['name']!r}")
+                    if f"{layer.name}/{part}" not in self.head_weights:
+                        raise ModelError(where, f"missing {layer.name}/{part} for head layer {layer.name!r}")
         try:
             cache = head_forward(probe, self.head, self.head_weights)
         except (ValueError, KeyError) as exc:

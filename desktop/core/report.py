@@ -299,7 +299,9 @@ class _Ctx:
     def model_line(self) -> str:
         name = bundle_field(self.bundle, self.card, "name", "?")
         version = bundle_field(self.bundle, self.card, "version", "")
-        return f"{name} {version}".strip()
+        trust = getattr(self.bundle, "trust", None)
+        unverified = " (UNVERIFIED BUNDLE)" if trust is not None and not trust.verified else ""
+        return f"{name} {version}".strip() + unverified
 
 
 def _kv_table(ctx: _Ctx, rows: Sequence[tuple[str, str]], cols: int = 2, label_w: float = 28 * mm) -> Table:
@@ -486,6 +488,12 @@ def _probabilities(prediction: Any) -> dict[str, float]:
     return {"covid": float(prediction.p_covid)}
 
 
+def _trust_text(bundle: Any) -> str:
+    """The bundle's trust as printed: "unverified bundle" when neither pinned nor signed by a trusted key."""
+    trust = getattr(bundle, "trust", None)
+    return DASH if trust is None else str(trust.label).upper() if not trust.verified else str(trust.label)
+
+
 def _model_section(ctx: _Ctx, op_name: str | None = None) -> list[Flowable]:
     st = ctx.st
     card = ctx.card
@@ -498,6 +506,7 @@ def _model_section(ctx: _Ctx, op_name: str | None = None) -> list[Flowable]:
         ("Model", ctx.model_line()),
         ("Architecture", arch_text),
         ("Model file sha256", sha),
+        ("Integrity", _trust_text(ctx.bundle)),
         ("Created", str(card.get("created", DASH))),
         ("Trained on", training_text(card.get("training_data")) or DASH),
     ]

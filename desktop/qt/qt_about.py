@@ -208,6 +208,7 @@ class QtAboutDialog(QDialog):
             item = QListWidgetItem(
                 f"{card.name} {card.version} ({card.architecture})"
                 + (" - default" if card.default else "")
+                + ("" if getattr(b, "verified", True) else " - unverified bundle")
                 + f"   [{b.origin}] {b.path}"
             )
             self.model_list.addItem(item)

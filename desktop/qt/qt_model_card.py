@@ -66,8 +66,13 @@ class QtModelCardDialog(QDialog):
         self.text.setOpenExternalLinks(False)
         self.text.setSearchPaths([str(bundle.path)])
         markdown = render_model_card_md(card)
+        trust = getattr(bundle, "trust", None)
+        if trust is not None and not trust.verified:
+            markdown = f"**UNVERIFIED BUNDLE**: {trust.detail}. Its card and files are not vouched for.\n\n" + markdown
         integrity = (
-            f"\n\n## Integrity\n\nAll files listed above were checked against their sha256 when the "
+            "\n\n## Integrity\n\n"
+            + (f"Trust: **{trust.label}** ({trust.detail}).\n\n" if trust is not None else "")
+            + "All files listed above were checked against their sha256 when the "
             f"model was loaded from `{bundle.path}` ({bundle.origin}).\n\n"
             f"- model.onnx sha256: `{card.sha256}`\n"
         )

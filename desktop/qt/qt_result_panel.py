@@ -310,6 +310,8 @@ class QtResultPanel(QWidget):
                 label = f"{card.name} {card.version}"
                 if card.default:
                     label += " (default)"
+                if not getattr(b, "verified", True):
+                    label += " - unverified bundle"
                 self.model_combo.addItem(label, card.name)
                 self.model_combo.setItemData(
                     self.model_combo.count() - 1,

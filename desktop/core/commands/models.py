@@ -5,7 +5,9 @@ Lists the bundled models (``assets/models``) and the user's retrained ones
 default, operating points (threshold, sensitivity, specificity), validation
 and external AUROC; then every bundle that was refused and why (tampered
 file, bad card...). Exit code 0 if all bundles are usable, 1 if any was
-refused or none is installed.
+refused or none is installed. Each bundle's integrity is shown: "verified (pinned in
+the application)", "signed (trusted key ...)" or "unverified bundle" (listed only when
+unverified models are allowed; otherwise it is among the refused bundles, with why).
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def _entry(bundle: Any, default: str | None) -> dict[str, Any]:
         "operating_points": [op.to_dict() for op in card.operating_points],
         "auroc": auroc_summary(card.metrics),
         "sha256": card.sha256,
-        "warnings": list(getattr(bundle, "warnings", ())),
+        "trust": bundle.trust.to_dict(),
+        "warnings": [w for w in getattr(bundle, "warnings", ()) if not w.startswith("unverified bundle")],
     }
 
 
@@ -140,6 +143,7 @@ def _text(entries: list[dict[str, Any]], problems: list[dict[str, Any]], searche
         tag = "  [default]" if e["default"] else ""
         lines.append(f"{e['name']} {e['version']}  ({e['architecture']}, input {e['input']}, {e['origin']}){tag}")
         lines.append(f"  backbone: {e['backbone_init']}")
+        lines.append(f"  integrity: {e['trust']['label']} ({e['trust']['detail']})")
         for op in e["operating_points"]:
             mark = "*" if op["name"] == e["default_operating_point"] else " "
             sens = _fmt(op.get("sensitivity"))

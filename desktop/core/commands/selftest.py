@@ -2,9 +2,13 @@
 
 Checks, printing one ``ok``/``FAIL``/``warn`` line each:
 
-- every model bundle: schema and the sha256 of each file (a refused bundle fails);
+- every model bundle: schema, trust (pinned / signed / unverified) and the sha256 of
+  each file (a refused bundle fails);
 - one prediction with Grad-CAM per model on a bundled sample X-ray (finite
   probabilities that sum to 1, a heatmap of the image's size);
+- for a bundled model pinned in the application: every bundled sample gives the
+  p(covid) and label recorded when the pin was made (``scripts/pin_bundles.py``),
+  within 1e-3 - a model that runs but answers differently fails;
 - image loading: the bundled samples decode; which DICOM decoders are
   installed (a missing optional decoder is a warning: those transfer
   syntaxes would be refused with a clear message).
@@ -128,6 +132,8 @@ def _check_models(add: Any, samples: list[Any]) -> None:
     for bundle in found.bundles:
         name = f"model {bundle.name} {bundle.version}"
         add("ok", name, f"card schema valid, sha256 of {len(bundle.card.files)} file(s) verified ({bundle.card.architecture})")
+        trust = bundle.trust
+        add("ok" if trust.verified else "warn", f"{name} trust", f"{trust.label}: {trust.detail}")
         if not samples:
             add("fail", name, "no sample to run a prediction on")
             continue
@@ -157,6 +163,38 @@ def _check_models(add: Any, samples: list[Any]) -> None:
         else:
             add("ok", name, f"{xray.name}: p_covid {float(pred.p_covid):.3f} -> {pred.label} at "
                 f"{pred.operating_point} (threshold {float(pred.threshold):.3f}), Grad-CAM ok, {dt:.2f} s")
+        if trust.status == "pinned":
+            _check_expected(add, name, bundle, predictor, samples)
+
+
+#: How far a sample's p(covid) may be from the value recorded in the pin (another CPU's last digits).
+EXPECTED_TOLERANCE = 1e-3
+
+
+def _check_expected(add: Any, name: str, bundle: Any, predictor: Any, samples: list[Any]) -> None:
+    """Every bundled sample gives the result recorded in the application's pin for this model."""
+    from desktop.core.bundle.trust import pinned_entries
+
+    expected = (pinned_entries().get(bundle.name) or {}).get("selftest") or {}
+    wanted = expected.get("samples") or {}
+    if not wanted:
+        add("fail", f"{name} results", "the pin records no expected sample results")
+        return
+    by_name = {str(getattr(x, "name", "")): x for x in samples}
+    problems = []
+    for sample, want in sorted(wanted.items()):
+        xray = by_name.get(sample)
+        if xray is None:
+            problems.append(f"{sample}: sample missing")
+            continue
+        (pred,) = predictor.predict([xray], operating_point=expected.get("operating_point"))
+        if abs(float(pred.p_covid) - float(want["p_covid"])) > EXPECTED_TOLERANCE or pred.label != want["label"]:
+            problems.append(f"{sample}: p_covid {float(pred.p_covid):.4f} -> {pred.label}, recorded "
+                            f"{float(want['p_covid']):.4f} -> {want['label']}")  # fmt: skip
+    if problems:
+        add("fail", f"{name} results", "differ from those recorded at export: " + "; ".join(problems))
+    else:
+        add("ok", f"{name} results", f"{len(wanted)} sample(s) give the recorded p(covid) within {EXPECTED_TOLERANCE}")
 
 
 def _heat_array(heatmap: Any) -> Any:
