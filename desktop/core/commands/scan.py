@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             started=started,
             info=info,
             study_pages=args.report_pages,
+            predictor=loaded.predictor,  # the scan's own model: the report builds none (heatmap PNGs reused)
             anonymize=args.anonymize,
             overwrite=args.overwrite,
         )
