@@ -278,7 +278,8 @@ def prevalence_sentence(op: dict[str, Any], prevalence: float | None) -> str:
                 "screened; no prevalence was set for this clinic (Settings), so it is not stated here.")
     values = predictive_values(op.get("sensitivity"), op.get("specificity"), prevalence)
     if values is None:
-        return "The model card gives no sensitivity/specificity for this threshold, so no predictive value is stated."
+        return (f"No predictive value at the stated prevalence ({fmt_percent(prevalence)}): the model card gives "
+                "no sensitivity/specificity for this threshold.")
     ppv, npv = values
     return (f"At the prevalence this clinic stated ({fmt_percent(prevalence)} of the patients screened "
             f"have COVID-19), a positive is right about {fmt_percent(ppv)} of the time and a negative "
