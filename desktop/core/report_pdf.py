@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER, TA_LEFT, TA_RIGHT
@@ -167,18 +166,33 @@ def styles() -> Styles:
     )
 
 
+def _shaped(style: ParagraphStyle) -> ParagraphStyle:
+    return ParagraphStyle(f"{style.name}-shaped", parent=style, shaping=1)
+
+
 def para(text: str, style: ParagraphStyle) -> Paragraph:
-    """A paragraph of plain text (escaped: user input never becomes markup)."""
-    return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)
+    """A paragraph of plain text (escaped: user input never becomes markup), in any script
+    (fonts per run, right-to-left in visual order: :mod:`desktop.core.report_fonts`)."""
+    from .report_fonts import markup
+
+    marked = markup(str(text), FONT)
+    return Paragraph(marked.markup.replace("\n", "<br/>"), _shaped(style) if marked.shaping else style)
 
 
 def rich(markup: str, style: ParagraphStyle) -> Paragraph:
-    """A paragraph of trusted markup (the caller escaped every inserted value)."""
-    return Paragraph(markup, style)
+    """A paragraph of trusted markup (the caller escaped every inserted value with :func:`esc`)."""
+    from .report_fonts import FALLBACKS
+
+    shaping = any(f'name="{fb.name}"' in markup for fb in FALLBACKS if fb.shaping) and not any(
+        f'name="{fb.name}"' in markup for fb in FALLBACKS[:2])
+    return Paragraph(markup, _shaped(style) if shaping else style)
 
 
 def esc(text: object) -> str:
-    return escape(str(text))
+    """Escaped markup of a value for :func:`rich`, in any script."""
+    from .report_fonts import markup
+
+    return markup(str(text), FONT).markup
 
 
 # --------------------------------------------------------------------------
