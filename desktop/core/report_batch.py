@@ -50,6 +50,7 @@ from .report_info import (
 )
 from .report_layout import (
     Ctx,
+    findings_section,
     footer_for,
     header,
     kv_table,
@@ -477,6 +478,7 @@ def _picture_page(ctx: Ctx, row: _Row, info: ReportInfo, prediction: Any, png: s
     out.append(para("Heatmap as written by the scan (fixed scale; only its upper part is drawn)."
                     if positive or info.show_heatmap_below_threshold else
                     "Heatmap not shown: the score is below the threshold.", st.caption))
+    out += findings_section(ctx, height=20 * mm)
     return out
 
 
