@@ -294,7 +294,8 @@ def write_batch_report(
     analysed file gets a compact study page, made from those: the heatmap
     object, else the heatmap PNG the scan wrote, else (only then) an
     explanation by the caller's ``predictor``; without any of them the page
-    shows the film and says no heatmap was made. ``decode_missing=False``
+    shows the film and says no heatmap was made (``predictor`` may be a
+    callable returning one, called only if a page needs it). ``decode_missing=False``
     never opens an input file (rows without a display image get no thumbnail).
     """
     info = info or ReportInfo()
@@ -411,6 +412,8 @@ def _study_page(ctx: Ctx, predictor: Any, row: _Row, info: ReportInfo, *, operat
             gray = np.asarray(im.convert("L"))
     prediction = _prediction_of(r)
     if heat is None and predictor is not None and decode_missing and not (item.heatmap_png or r.heatmap):
+        if not hasattr(predictor, "explain") and callable(predictor):
+            predictor = predictor()  # made only when a page needs it (e.g. the GUI's cached model)
         from .imaging import load_xray
 
         try:  # the explicit fallback: nothing was provided, explain with the caller's model

@@ -31,8 +31,16 @@ class Analysis:
 
     prediction: Any
     heatmap: Any
-    heat: np.ndarray  # float32 [0, 1] at display resolution
+    heat: np.ndarray  # float32 [0, 1] at display resolution (the fixed scale)
     predictor: Any = None  # the Predictor that made it (decides at other operating points)
+    #: share of the heatmap inside the lung fields (None: empty map); for the panel's note
+    lung_share: float | None = None
+
+    def lung_note(self) -> tuple[str, bool]:
+        """(text, warn) for the result panel: how much of the heatmap lies in the lung fields."""
+        from desktop.core.overlay import lung_sentence
+
+        return lung_sentence(self.lung_share)
 
 
 @dataclass
@@ -98,8 +106,10 @@ def display_size(shape: tuple[int, int], limit: int = HEATMAP_DISPLAY_MAX) -> tu
 def analyze(xray: XRay, predictor: Any, operating_point: str | None) -> Analysis:
     """Prediction and Grad-CAM for one X-ray (runs in a worker)."""
     prediction, heatmap = predictor.explain(xray, operating_point=operating_point)
+    from desktop.core.overlay import lung_fraction
+
     heat = np.asarray(heatmap.upsample(display_size(xray.shape)), dtype=np.float32)
-    return Analysis(prediction, heatmap, heat, predictor)
+    return Analysis(prediction, heatmap, heat, predictor, lung_fraction(heat))
 
 
 def at_operating_point(prediction: Any, predictor: Any, name: str | None) -> Any:
@@ -118,7 +128,11 @@ def colorize(heat: np.ndarray, cmap: str) -> np.ndarray:
 
     idx = np.round(np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0) * 255.0).astype(np.uint8)
     rgb = colormap_lut(cmap)[idx]
-    alpha = np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)
+    # only the upper part of the fixed scale is drawn (soft edge): no full-film tint
+    from desktop.core.overlay import DRAW_FROM
+
+    weight = np.clip((idx.astype(np.float32) / 255.0 - DRAW_FROM) / 0.06, 0.0, 1.0)
+    alpha = np.round(weight * 255.0).astype(np.uint8)[..., None]
     return np.concatenate([rgb, alpha], axis=-1)
 
 
