@@ -119,7 +119,7 @@ def test_heatmap_reference_puts_maps_on_one_scale() -> None:
     cam = np.zeros((7, 7), np.float32)
     cam[3, 3] = 1.0
     ref = gradcam_reference(object(), (7, 7))
-    assert ref == pytest.approx(4.0 / 49)
+    assert ref == pytest.approx(6.0 / 49)
     weak = Heatmap(cam, raw_max=0.2 * ref, class_name="covid", layer="l", spec=PreprocessSpec(64, 64), reference=ref)
     strong = Heatmap(cam, raw_max=3 * ref, class_name="covid", layer="l", spec=PreprocessSpec(64, 64), reference=ref)
     assert weak.upsample((70, 70)).max() == pytest.approx(0.2, abs=0.02)  # not stretched to full colour

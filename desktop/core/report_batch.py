@@ -21,7 +21,6 @@ import functools
 import io
 import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,6 @@ from typing import Any
 
 import numpy as np
 from reportlab.lib.units import mm
-from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Spacer, Table
 
 from . import phi
@@ -43,8 +41,10 @@ from .report_info import (
     DASH,
     POSITIVE_CLASS_LABEL,
     ReportInfo,
+    fmt_percent,
     make_report_id,
     now,
+    predictive_values,
     reject_reason,
     stamp,
 )
@@ -59,9 +59,10 @@ from .report_layout import (
     pdf_meta,
     reason_without_path,
     table_style,
+    wrap_path,
     write_pdf,
 )
-from .report_pdf import FONT, POSITIVE, RULE, SHADE, Deferred, ImageBox, esc, para, rich
+from .report_pdf import POSITIVE, RULE, SHADE, Deferred, ImageBox, para, rich
 from .report_study import study_flowables
 
 log = logging.getLogger(__name__)
@@ -176,36 +177,6 @@ def _rel(path: str, folder: str | os.PathLike[str]) -> str:
         return str(Path(path).resolve().relative_to(Path(folder).resolve()))
     except (ValueError, OSError):
         return Path(path).name
-
-
-_BREAKS = re.compile(r"(?<=[/\\])|(?<=[_\-])(?=[^.]*\.)|(?<=[_\-])(?=[^.]*$)")
-
-
-def wrap_path(text: str, width: float, font_size: float = 7.5) -> str:
-    """Markup of a path broken into lines at path separators (then at _ or -), never inside the extension.
-
-    reportlab wraps only at spaces, and splits a long word anywhere (``scan.d|cm``).
-    """
-    def w(s: str) -> float:
-        return stringWidth(s, FONT, font_size)
-
-    stem, dot, ext = text.rpartition(".")
-    if not dot or "/" in ext or "\\" in ext or len(ext) > 8:
-        stem, ext = text, ""
-    parts = [p for p in _BREAKS.split(stem) if p]
-    if ext:
-        parts[-1 if parts else 0:] = [(parts[-1] if parts else "") + "." + ext]
-    lines: list[str] = []
-    line = ""
-    for part in parts:
-        if line and w(line + part) > width:
-            lines.append(line)
-            line = part
-        else:
-            line += part
-    if line:
-        lines.append(line)
-    return "<br/>".join(esc(x) for x in lines)
 
 
 def _results_tables(ctx: Ctx, rows: list[_Row], folder: str | os.PathLike[str], *,
@@ -338,6 +309,11 @@ def write_batch_report(
         ("Not assessable", str(len(rejected))),
         ("Failed (not analysed)", str(len(failed))),
     ]
+    if info.prevalence is not None:
+        pv = predictive_values(op.get("sensitivity"), op.get("specificity"), info.prevalence)
+        if pv is not None:
+            summary.append((f"At {fmt_percent(info.prevalence)} prevalence",
+                            f"a flag is right about {fmt_percent(pv[0])}, a no-flag about {fmt_percent(pv[1])}"))
     story += [kv_table(ctx, summary, cols=2, label_w=32 * mm), Spacer(1, 2 * mm), para(
         "Images are listed from the highest to the lowest p(COVID-19). A flag is a reason to review the "
         "image, not a diagnosis; an image not flagged can still show COVID-19 (see the sensitivity above).",

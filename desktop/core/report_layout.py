@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, KeepTogether, Spacer, Table, TableStyle
 
 from desktop import __version__
@@ -77,15 +79,15 @@ class Ctx:
         return f"{kind} screening model ({self.model_line()})" if kind else self.model_line()
 
 
-def kv_table(ctx: Ctx, rows: Sequence[tuple[str, str]], cols: int = 2, label_w: float = 28 * mm) -> Table:
-    """Label/value pairs laid out in ``cols`` column pairs."""
+def kv_table(ctx: Ctx, rows: Sequence[tuple[str, Any]], cols: int = 2, label_w: float = 28 * mm) -> Table:
+    """Label/value pairs laid out in ``cols`` column pairs (a value is text, or a ready flowable)."""
     st = ctx.st
     value_w = ctx.width / cols - label_w
     data: list[list[Any]] = []
     for i in range(0, len(rows), cols):
         line: list[Any] = []
         for label, value in rows[i : i + cols]:
-            line += [para(label, st.label), para(value, st.value)]
+            line += [para(label, st.label), value if isinstance(value, Flowable) else para(value, st.value)]
         while len(line) < 2 * cols:
             line += ["", ""]
         data.append(line)
@@ -272,6 +274,36 @@ def reason_without_path(reason: str, path: str, rel: str = "") -> str:
     return reason.lstrip(" :") or reason
 
 
+_BREAKS = re.compile(r"(?<=[/\\])|(?<=[_\-])(?=[^.]*\.)|(?<=[_\-])(?=[^.]*$)")
+
+
+def wrap_path(text: str, width: float, font_size: float = 7.5) -> str:
+    """Markup of a path broken into lines at path separators (then at _ or -), never inside the extension.
+
+    reportlab wraps only at spaces, and splits a long word anywhere (``scan.d|cm``).
+    """
+    def w(s: str) -> float:
+        return stringWidth(s, FONT, font_size)
+
+    stem, dot, ext = text.rpartition(".")
+    if not dot or "/" in ext or "\\" in ext or len(ext) > 8:
+        stem, ext = text, ""
+    parts = [p for p in _BREAKS.split(stem) if p]
+    if ext:
+        parts[-1 if parts else 0:] = [(parts[-1] if parts else "") + "." + ext]
+    lines: list[str] = []
+    line = ""
+    for part in parts:
+        if line and w(line + part) > width:
+            lines.append(line)
+            line = part
+        else:
+            line += part
+    if line:
+        lines.append(line)
+    return "<br/>".join(esc(x) for x in lines)
+
+
 def footer_for(report_id: str) -> Footer:
     return Footer(left=f"{SOFTWARE} \u2014 decision support, not a diagnosis", right=f"Report {report_id}")
 
@@ -289,5 +321,6 @@ __all__ = [
     "pdf_meta",
     "reason_without_path",
     "table_style",
+    "wrap_path",
     "write_pdf",
 ]

@@ -467,14 +467,10 @@ class AttachmentNote(Flowable):
         c = self.canv
         c.setFillColor(ACCENT)
         c.setFont(FONT, 7.5)
-        c.drawString(12, 2, self._text)
-        # a small paperclip mark
-        c.setStrokeColor(ACCENT)
-        c.setLineWidth(0.8)
-        c.roundRect(2, 0.5, 5, 9, 2.4, stroke=1, fill=0)
+        c.drawString(14, 2, self._text)
+        # the viewer draws its own paperclip icon in the annotation's small box
         x0, y0 = c.absolutePosition(0, 0)
-        x1, y1 = c.absolutePosition(self.width, self.height)
-        c._addAnnotation(_FileAttachmentAnnotation((x0, y0, x1, y1), self.attachment))
+        c._addAnnotation(_FileAttachmentAnnotation((x0 + 1, y0, x0 + 10, y0 + 11), self.attachment))
 
 
 class ProbabilityBar(Flowable):

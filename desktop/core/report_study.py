@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from reportlab.lib.units import mm
-from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Spacer, Table
+from reportlab.platypus import Flowable, PageBreak, Spacer, Table
 
 from . import phi
 from .fileio import check_writable
@@ -51,6 +51,7 @@ from .report_layout import (
     model_section,
     pdf_meta,
     table_style,
+    wrap_path,
     write_pdf,
 )
 from .report_pdf import (
@@ -79,6 +80,10 @@ def patient_section(ctx: Ctx, p: Patient, info: ReportInfo, *, anonymize: bool) 
     title = "Patient and study" + (" (anonymised: identifying fields withheld or pseudonymised)" if anonymize else "")
     rows = p.rows(anonymize=anonymize)
     rows = [(label, "\u2014" if label == "Name" and value == NOT_RECORDED else value) for label, value in rows]
+    # a file name breaks at its separators, never inside the extension
+    value_w = ctx.width / 2 - 28 * mm - 4
+    rows = [(label, rich(wrap_path(value, value_w, st.value.fontSize), st.value) if label == "Image file" else value)
+            for label, value in rows]
     note = f"Image sha256 (first 16 hex): {p.image_sha}"
     if anonymize:
         note += (". Anonymisation covers the text and metadata of this report, not text burned into "
@@ -250,9 +255,13 @@ def study_flowables(
                                    f"({len(attachment.data) / 1e6:.1f} MB; open it from the viewer's attachments)"))
     if compact:
         tail += findings_section(ctx, height=20 * mm)
-    free = ctx.height - height_of(ctx, head + tail) - _IMAGES_OVERHEAD - (9 if warnings else 0)
-    min_h = 40 * mm if compact else 60 * mm
-    image_h = max(min_h, min(150 * mm, free - 6))
+    extra = 9 if warnings else 0
+    free = ctx.height - height_of(ctx, head + tail) - _IMAGES_OVERHEAD - extra
+    min_h = 40 * mm if compact else 80 * mm  # a film a doctor can read: else it gets the next page to itself
+    own_page = not compact and free - 6 < min_h
+    if own_page:
+        free = ctx.height - height_of(ctx, [head[0]]) - _IMAGES_OVERHEAD - extra
+    image_h = max(min_h, min(170 * mm, free - 6))
     dpi = 200 if not compact else 160
 
     def images(max_h: float) -> list[Flowable]:
@@ -260,13 +269,23 @@ def study_flowables(
                               warnings=warnings, window_text=win_text)
 
     imgs = images(image_h)
+    fixed = [head[0]] if own_page else head + tail
     for _ in range(2):  # the estimate was short: shrink (the page must hold the films and the findings box)
-        excess = height_of(ctx, head + imgs + tail) - (ctx.height - 6 * mm)  # a margin for spacing
+        excess = height_of(ctx, fixed + imgs) - (ctx.height - 6 * mm)  # a margin for spacing
         if excess <= 0 or image_h <= min_h:
             break
         image_h = max(min_h, image_h - excess - 4)
         imgs = images(image_h)
-    story: list[Flowable] = [*head, *([] if compact else [CondPageBreak(70 * mm)]), *imgs, *tail]
+    findings_done = False
+    if own_page:  # page 1: who, the context and the result; page 2: the films, large (and the findings box)
+        story: list[Flowable] = [*head, *tail, PageBreak(),
+                                 para(f"Report {report_id} \u2014 images", ctx.st.tiny), *imgs]
+        room = ctx.height - height_of(ctx, story[-len(imgs) - 1:]) - height_of(ctx, findings_section(ctx, 0)) - 8
+        if room >= 35 * mm:
+            story += findings_section(ctx, height=min(room, 70 * mm))
+            findings_done = True
+    else:
+        story = [*head, *imgs, *tail]
     if info.full_page_film:
         story += full_page_film(ctx, image, window=window,
                                 caption=f"Report {report_id}: the X-ray as displayed, full page ({win_text or 'display'})")
@@ -281,7 +300,7 @@ def study_flowables(
         ]
         free = ctx.height - height_of(ctx, page2) - height_of(ctx, findings_section(ctx, height=0)) - 8
         box = min(max(free, 35 * mm), 70 * mm) if free >= 35 * mm else 70 * mm
-        story += [PageBreak(), *page2, *findings_section(ctx, height=box)]
+        story += [PageBreak(), *page2, *([] if findings_done else findings_section(ctx, height=box))]
     return story
 
 
