@@ -137,11 +137,13 @@ def colorize(heat: np.ndarray, cmap: str) -> np.ndarray:
 
 
 def colorbar(cmap: str, n: int = 256) -> np.ndarray:
-    """(n, 3) uint8 ramp of the colour map, low to high."""
-    from desktop.core.overlay import colormap_lut
+    """(n, 3) uint8 ramp of the colour map, low to high; the part not drawn (below DRAW_FROM) light grey."""
+    from desktop.core.overlay import DRAW_FROM, colormap_lut
 
     lut = colormap_lut(cmap)
-    return np.asarray(lut[np.linspace(0, 255, n).round().astype(int)], dtype=np.uint8)
+    ramp = np.array(lut[np.linspace(0, 255, n).round().astype(int)], dtype=np.uint8)
+    ramp[: int(round(DRAW_FROM * n))] = (225, 225, 225)
+    return ramp
 
 
 __all__ = [
