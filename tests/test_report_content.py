@@ -197,3 +197,24 @@ def test_rejected_films_are_not_assessable_not_chest_results(tmp_path: Path) -> 
 @dataclasses.dataclass(frozen=True)
 class _Rejected(FakePrediction):
     status: str = "rejected"
+
+
+def test_batch_fallback_reads_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No heatmaps from the scan: thumbnail, page image and the caller's model run share one read per file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    results = [_ok(write_png(folder / f"f{i}.png"), p, folder) for i, p in enumerate((0.9, 0.3, 0.7))]
+    opened: list[str] = []
+    real = imaging.load_xray
+    monkeypatch.setattr(imaging, "load_xray", lambda path, *a, **k: opened.append(Path(path).name) or real(path, *a, **k))
+    explained: list[str] = []
+
+    class Model:
+        def explain(self, xray, operating_point=None):
+            explained.append(xray.name)
+            return FakePrediction(), FakeHeatmap()
+
+    write_batch_report(tmp_path / "b.pdf", results, folder=folder, bundle=FakeBundle(), operating_point="balanced",
+                       started=WHEN, study_pages=True, predictor=lambda: Model())
+    assert sorted(opened) == ["f0.png", "f1.png", "f2.png"]
+    assert sorted(explained) == ["f0.png", "f1.png", "f2.png"]

@@ -109,6 +109,9 @@ class _Row:
     thumb_h: float
     page_jpeg: bytes | None = None  # display image kept for the study page
     metadata: Any = None
+    heatmap: Any = None  # made here with the caller's model when the scan made none (a 7x7 map: tiny)
+    prediction: Any = None
+    error: str | None = None  # why the file could not be read for its page
 
 
 def _as_item(obj: Any) -> BatchItem:
@@ -136,7 +139,14 @@ def _shrunk(gray: np.ndarray, limit: int = _PAGE_IMAGE_PX) -> np.ndarray:
     return gray if scale == 1.0 else resample_gray(gray, (max(1, round(w * scale)), max(1, round(h * scale))))
 
 
-def _rows(items: Sequence[BatchItem], *, anonymize: bool, keep_pages: bool, decode_missing: bool) -> list[_Row]:
+def _needs_model(item: BatchItem) -> bool:
+    return item.heatmap is None and not (item.heatmap_png or getattr(item.result, "heatmap", None))
+
+
+def _rows(items: Sequence[BatchItem], *, anonymize: bool, keep_pages: bool, decode_missing: bool,
+          predictor: Any = None, operating_point: str | None = None) -> list[_Row]:
+    """One row per analysed file; each file is read at most once (thumbnail, page image and,
+    only when the scan made no heatmap, the caller's model run on it together)."""
     from .imaging import load_xray
 
     rows: list[_Row] = []
@@ -144,13 +154,20 @@ def _rows(items: Sequence[BatchItem], *, anonymize: bool, keep_pages: bool, deco
         r = item.result
         gray = _display_array(item.display)
         meta = item.metadata
-        if gray is None and decode_missing:
+        explain = keep_pages and predictor is not None and _needs_model(item)
+        heat = prediction = error = None
+        if decode_missing and (gray is None or explain):
             try:
                 xray = load_xray(str(r.path))
+                if explain:
+                    prediction, heat = predictor.explain(xray, operating_point)
             except CXRError as exc:
                 log.warning("no thumbnail for %s: %s", phi.file_label(r.path, anonymize=True), exc.reason)
+                error = reason_without_path(exc.reason, str(r.path), str(getattr(r, "relpath", "") or ""))
             else:
-                gray, meta = xray.to_uint8(None), xray.metadata
+                if gray is None:
+                    gray = xray.to_uint8(None)
+                meta = meta if meta is not None else xray.metadata
                 del xray
         thumb, tw, th = (None, 0.0, 0.0)
         page_jpeg = None
@@ -166,7 +183,7 @@ def _rows(items: Sequence[BatchItem], *, anonymize: bool, keep_pages: bool, deco
             item=item, path=str(r.path), relpath=str(getattr(r, "relpath", "") or ""),
             file=phi.file_label(r.path, anonymize=anonymize), patient=patient, p=float(r.p_covid),
             label=str(r.label), op=str(r.operating_point or ""), thumb=thumb, thumb_w=tw, thumb_h=th,
-            page_jpeg=page_jpeg, metadata=meta,
+            page_jpeg=page_jpeg, metadata=meta, heatmap=heat, prediction=prediction, error=error,
         ))
     rows.sort(key=lambda row: (-row.p, row.file))
     return rows
@@ -322,7 +339,11 @@ def write_batch_report(
         story.append(para(
             "Anonymised: patient IDs and file names are pseudonyms (ANON-...), the folder is withheld. "
             "Anonymisation covers text and metadata, not text burned into the image pixels.", st.small))
-    rows = _rows(ok, anonymize=anonymize, keep_pages=study_pages, decode_missing=decode_missing)
+    if study_pages and predictor is not None and not hasattr(predictor, "explain") and callable(predictor):
+        # a factory (e.g. the GUI's cached model): called only if some file has no heatmap
+        predictor = predictor() if any(_needs_model(it) for it in ok) else None
+    rows = _rows(ok, anonymize=anonymize, keep_pages=study_pages, decode_missing=decode_missing,
+                 predictor=predictor, operating_point=op_name or None)
     story.append(para(f"Results ({len(rows)} images)", st.h2))
     story += _results_tables(ctx, rows, folder, anonymize=anonymize) if rows else [
         para("No image could be analysed.", st.body)]
@@ -346,8 +367,7 @@ def write_batch_report(
         for i, row in enumerate(rows, start=1):
             story.append(PageBreak())
             story.append(Deferred(functools.partial(
-                _study_page, ctx, predictor, row, info, operating_point=op_name or None, anonymize=anonymize,
-                when=when, report_id=f"{report_id}-{i}", decode_missing=decode_missing,
+                _study_page, ctx, row, info, anonymize=anonymize, when=when, report_id=f"{report_id}-{i}",
             )))
     meta = pdf_meta(
         title=f"Chest X-ray batch report {report_id}",
@@ -375,31 +395,20 @@ class _PictureHeatmap:
         self.path = path
 
 
-def _study_page(ctx: Ctx, predictor: Any, row: _Row, info: ReportInfo, *, operating_point: str | None,
-                anonymize: bool, when: _dt.datetime, report_id: str, decode_missing: bool) -> list[Flowable]:
+def _study_page(ctx: Ctx, row: _Row, info: ReportInfo, *, anonymize: bool, when: _dt.datetime,
+                report_id: str) -> list[Flowable]:
     item, r = row.item, row.item.result
     name = row.file if anonymize else (row.relpath or Path(row.path).name)
-    heat: Any = item.heatmap
+    heat: Any = item.heatmap if item.heatmap is not None else row.heatmap
     gray = None
     if row.page_jpeg is not None:
         from PIL import Image
 
         with Image.open(io.BytesIO(row.page_jpeg)) as im:
             gray = np.asarray(im.convert("L"))
-    prediction = _prediction_of(r)
-    if heat is None and predictor is not None and decode_missing and not (item.heatmap_png or r.heatmap):
-        if not hasattr(predictor, "explain") and callable(predictor):
-            predictor = predictor()  # made only when a page needs it (e.g. the GUI's cached model)
-        from .imaging import load_xray
-
-        try:  # the explicit fallback: nothing was provided, explain with the caller's model
-            xray = load_xray(row.path)
-            prediction, heat = predictor.explain(xray, operating_point)
-            gray = xray.to_uint8(None)
-        except CXRError as exc:
-            log.warning("no study page for %s: %s", phi.file_label(row.path, anonymize=True), exc.reason)
-            reason = reason_without_path(exc.reason, row.path, row.relpath)
-            return [para(f"Study page for {name} could not be made: {reason}", ctx.st.body)]
+    prediction = row.prediction if row.prediction is not None else _prediction_of(r)
+    if row.error is not None and gray is None:
+        return [para(f"Study page for {name} could not be made: {row.error}", ctx.st.body)]
     png = item.heatmap_png or r.heatmap
     if heat is None and png and Path(png).is_file():
         return _picture_page(ctx, row, info, prediction, str(png), gray, anonymize=anonymize, when=when,
