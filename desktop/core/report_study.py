@@ -131,7 +131,7 @@ def images_section(ctx: Ctx, image: XRay | np.ndarray, heatmap: Any, *, window: 
         ("RIGHTPADDING", (0, 0), (-1, -1), 0),
     ]))
     out: list[Flowable] = [para("Images", st.h2), table]
-    if heatmap is not None:
+    if heatmap is not None and over_jpg is not None:  # said of a map the reader can see
         text, warn = lung_sentence(share)
         out.append(rich(("<b>Warning:</b> " if warn else "") + esc(text), st.small_bold if warn else st.small))
     if warnings:
