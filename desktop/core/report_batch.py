@@ -53,6 +53,7 @@ from .report_layout import (
     findings_section,
     footer_for,
     header,
+    height_of,
     kv_table,
     limits_section,
     model_section,
@@ -112,6 +113,20 @@ class _Row:
     heatmap: Any = None  # made here with the caller's model when the scan made none (a 7x7 map: tiny)
     prediction: Any = None
     error: str | None = None  # why the file could not be read for its page
+
+
+def with_heatmap_pngs(results: Iterable[Any], heatmap_dir: str | os.PathLike[str] | None) -> list[Any]:
+    """The scan's results with the heatmap PNGs it wrote (``<heatmap_dir>/<relpath>.heatmap.png``) attached,
+    so the report's study pages show them instead of running the model again."""
+    out: list[Any] = []
+    for r in results:
+        png = Path(heatmap_dir) / f"{getattr(r, 'relpath', '') or Path(str(r.path)).name}.heatmap.png" \
+            if heatmap_dir is not None else None
+        if isinstance(r, BatchItem) or png is None or getattr(r, "heatmap", None) or not png.is_file():
+            out.append(r)
+        else:
+            out.append(BatchItem(result=r, heatmap_png=png))
+    return out
 
 
 def _as_item(obj: Any) -> BatchItem:
@@ -444,11 +459,13 @@ def _picture_page(ctx: Ctx, row: _Row, info: ReportInfo, prediction: Any, png: s
         header(ctx, info, title="Chest X-ray screening report", when=when, report_id=report_id,
                clinic=info.clinic_name, address=info.clinic_address),
         *patient_section(ctx, patient, info, anonymize=anonymize),
-        *result_section(ctx, prediction, info),
+        *result_section(ctx, prediction, info, compact=True),
         para("Images", st.h2),
     ]
     positive = str(prediction.label) == ctx.positive_class
-    box_h = 110 * mm
+    # the films take what the page leaves after the text and the findings box
+    box_h = max(40 * mm, min(110 * mm, ctx.height - height_of(ctx, out)
+                             - height_of(ctx, findings_section(ctx, height=20 * mm)) - 16 * mm))
     if gray is not None:
         gap = 4 * mm
         half = (ctx.width - gap) / 2
@@ -470,4 +487,4 @@ def _picture_page(ctx: Ctx, row: _Row, info: ReportInfo, prediction: Any, png: s
     return out
 
 
-__all__ = ["THUMB_BOX", "BatchItem", "wrap_path", "write_batch_report"]
+__all__ = ["THUMB_BOX", "BatchItem", "with_heatmap_pngs", "wrap_path", "write_batch_report"]
