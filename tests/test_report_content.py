@@ -218,3 +218,20 @@ def test_batch_fallback_reads_each_file_once(tmp_path: Path, monkeypatch: pytest
                        started=WHEN, study_pages=True, predictor=lambda: Model())
     assert sorted(opened) == ["f0.png", "f1.png", "f2.png"]
     assert sorted(explained) == ["f0.png", "f1.png", "f2.png"]
+
+
+def test_with_heatmap_pngs_attaches_the_scans_pictures(tmp_path: Path) -> None:
+    from desktop.core.report_batch import with_heatmap_pngs
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    a = _ok(write_png(folder / "sub" / "a.png"), 0.9, folder)
+    b = _ok(write_png(folder / "b.png"), 0.2, folder)
+    heat = tmp_path / "heatmaps" / "sub"
+    heat.mkdir(parents=True)
+    (heat / "a.png.heatmap.png").write_bytes(b"png")
+    items = with_heatmap_pngs([a, b], tmp_path / "heatmaps")
+    assert isinstance(items[0], BatchItem)
+    assert Path(items[0].heatmap_png) == heat / "a.png.heatmap.png"
+    assert items[1] is b  # no picture: left as it is
+    assert with_heatmap_pngs([a], None) == [a]
