@@ -120,10 +120,15 @@ def _stage(stage: str, n: int) -> dict[str, object]:
         if stage in ("batch", "pages"):
             if stage == "pages" and not real_model:
                 return {"skipped": "no test bundle for a real Predictor"}
+            predictor = None
+            if stage == "pages":  # the caller's model (the scan's): the report builds none of its own
+                from desktop.core.inference import Predictor
+
+                predictor = Predictor(bundle)
             t0 = time.perf_counter()
             out = write_batch_report(tmp / "b.pdf", results, folder=folder, bundle=bundle, operating_point=None,
                                      started=started, info=ReportInfo(clinic_name="Bench"),
-                                     study_pages=stage == "pages")
+                                     study_pages=stage == "pages", predictor=predictor)
             seconds = time.perf_counter() - t0
             res: dict[str, object] = {
                 "images": len(results),

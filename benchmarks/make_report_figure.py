@@ -5,8 +5,9 @@
 
 The study report is made with the real pipeline (load_xray, Predictor.explain,
 write_study_report) on a licence-clear sample X-ray from ``assets/samples``,
-with a fictional patient (Unicode name) given as overrides, as the GUI form or
-``cxr-screener report --patient-name ...`` would. The batch report scans
+with a fictional patient (Unicode name) and clinical context given as overrides,
+as the GUI form or ``cxr-screener report --patient-name ... --symptoms ...`` would;
+the sample file is attached to the PDF. The batch report scans
 ``assets/samples`` with ``desktop.core.batch.scan``. Pages are rendered with
 ``pdftoppm`` (poppler-utils).
 
@@ -78,7 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     info = ReportInfo(
         clinic_name="Centro de Salud Rural San Martín",
         clinic_address="Ruta 40 km 1234, Cafayate, Salta",
+        clinic_phone="+54 3868 555 0101",
+        clinic_email="rx@cs-sanmartin.example",
         operator="Lic. Zoë Ñúñez-Łukasz (radiology technician)",
+        symptoms="Dry cough and fever for 6 days, short of breath since yesterday",
+        spo2="91",
+        temperature="38.4",
+        urgency="urgent",
+        prevalence=0.10,
+        attach_original=True,
+        full_page_film=True,
         patient_name="Иванов Пётр (fictional)",
         patient_id="CS-2026-00417",
         patient_sex="M",
@@ -104,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         results = list(scan(folder, predictor, workers=0))
         batch_pdf = write_batch_report(tmp / "batch.pdf", results, folder=folder, bundle=bundle,
                                        operating_point=None, started=started,
-                                       info=ReportInfo(clinic_name=info.clinic_name, operator="Lic. Zoë Ñúñez-Łukasz"))
+                                       info=ReportInfo(clinic_name=info.clinic_name, operator="Lic. Zoë Ñúñez-Łukasz",
+                                                       prevalence=0.10),
+                                       predictor=predictor)
         _render(batch_pdf, args.batch_out, args.dpi)
     return 0
 

@@ -67,7 +67,7 @@ def test_every_field_is_in_the_report(tmp_path: Path, xray) -> None:
         "Doe, John", PATIENT["id"], "Male", "1961-04-15", "age 64 y", "2026-03-12", PATIENT["accession"],
         "CR / PA", "Doe_John_chest.dcm",
         # images
-        "X-ray as displayed", "Grad-CAM overlay", "low attention", "high attention",
+        "X-ray as displayed", "Grad-CAM overlay", "low influence", "high influence",
         # result
         "p(COVID-19)", "0.87", "FLAGGED", "threshold 0.50", "balanced",
         "sensitivity 0.88 (95% CI 0.83–0.92)", "specificity 0.90 (95% CI 0.86–0.93)",

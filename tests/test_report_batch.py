@@ -129,9 +129,10 @@ def test_study_pages_need_a_predictor(tmp_path: Path, scan, monkeypatch: pytest.
     for sub in ("summary", "anon"):
         (tmp_path / sub).mkdir()
     summary_pages = len(PdfReader(str(_write(tmp_path / "summary", scan))).pages)
-    out = _write(tmp_path, scan, study_pages=True)
+    # the report builds no model of its own: it explains with the caller's (nothing else was provided)
+    out = _write(tmp_path, scan, study_pages=True, predictor=StubPredictor(None))
     assert len(PdfReader(str(out)).pages) == summary_pages + 4  # one page per analysed image
-    anon = _write(tmp_path / "anon", scan, study_pages=True, anonymize=True)
+    anon = _write(tmp_path / "anon", scan, study_pages=True, anonymize=True, predictor=StubPredictor(None))
     assert len(PdfReader(str(anon)).pages) == summary_pages + 4
     images = placed_images(out)
     assert len(images) == 4 + 2 * 4  # thumbnails + X-ray and overlay per study page
@@ -200,7 +201,8 @@ def test_study_page_for_a_vanished_file_says_why(tmp_path: Path, monkeypatch: py
     gone = _ok(write_png(folder / "gone.png"), 0.6, folder)
     (folder / "gone.png").unlink()
     out = write_batch_report(tmp_path / "b.pdf", [keep, gone], folder=folder, bundle=FakeBundle(),
-                             operating_point="balanced", started=STARTED, study_pages=True)
+                             operating_point="balanced", started=STARTED, study_pages=True,
+                             predictor=StubPredictor(None))
     text = flat(pdf_text(out))
     assert "Study page for gone.png could not be made: file not found" in text
     assert made == ["keep.png"]

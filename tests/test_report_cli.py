@@ -167,3 +167,31 @@ def test_bad_page_size_is_a_usage_error(tmp_path: Path, dicom: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["report", str(dicom), "-o", str(tmp_path / "r.pdf"), "--page-size", "A3"])
     assert exc.value.code == 2
+
+
+def test_png_report_says_not_recorded_and_takes_clinical_context(
+    tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    monkeypatch.delenv("CXR_SCREENER_OPERATOR", raising=False)
+    png = write_png(tmp_path / "film.png")
+    out = tmp_path / "r.pdf"
+    assert main(["report", str(png), "-o", str(out), "--model", model, "--symptoms", "fever 3 days",
+                 "--spo2", "93", "--urgency", "urgent", "--prevalence", "5", "--clinic-email", "rx@example.org",
+                 "--colormap", "cividis", "--opacity", "0.3", "--attach-original"]) == 0
+    text = flat(pdf_text(out))
+    assert "Study date not recorded" in text
+    assert f"Study date {dt.date.today().isoformat()}" not in text  # never today's date
+    assert "Operator" not in text  # no name given: the login is for the audit log only
+    for value in ("fever 3 days", "SpO₂ 93 %", "Urgency urgent", "prevalence", "rx@example.org",
+                  "Original image attached"):
+        assert value in text, value
+
+
+def test_report_refuses_bad_clinical_options(tmp_path: Path, model: str) -> None:
+    png = write_png(tmp_path / "film.png")
+    for bad in (["--prevalence", "150"], ["--opacity", "2"], ["--colormap", "rainbowish"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["report", str(png), "-o", str(tmp_path / "r.pdf"), "--model", model, *bad])
+        assert exc.value.code == 2

@@ -76,6 +76,14 @@ class Heatmap:
     model's evidence for the class is nowhere positive and the map is empty).
     ``spec`` is the preprocessing that made the model input, so
     :meth:`upsample` can undo its crop and letterbox.
+
+    ``reference`` puts the map on a fixed scale shared by every image: the raw
+    Grad-CAM value (evidence for the class, in logit units per grid cell)
+    that counts as 1.0. With it, :meth:`upsample` returns
+    ``cam * raw_max / reference`` clipped to [0, 1], so a clear negative with
+    little evidence stays near 0 instead of being stretched to full colour.
+    :class:`Predictor` sets it (see :func:`gradcam_reference`); ``None`` keeps
+    the old per-image scaling (peak = 1) for callers that build maps by hand.
     """
 
     cam: np.ndarray
@@ -83,16 +91,38 @@ class Heatmap:
     class_name: str
     layer: str
     spec: PreprocessSpec
+    reference: float | None = None
 
     @property
     def empty(self) -> bool:
         return not self.raw_max > 0
 
+    @property
+    def scale(self) -> float:
+        """Factor from the per-image map (peak 1) to the fixed scale (1 when no reference)."""
+        if self.reference is None or not self.reference > 0:
+            return 1.0
+        return float(self.raw_max) / float(self.reference)
+
+    @property
+    def peak(self) -> float:
+        """The map's maximum on the fixed scale (may exceed 1: the drawn colour saturates)."""
+        return self.scale if self.raw_max > 0 else 0.0
+
     def upsample(self, shape: tuple[int, int]) -> np.ndarray:
         """The map on an image of ``shape`` (H, W): float32 in [0, 1], smooth (bicubic).
 
         Areas the model did not see (cropped borders, masked edges and corners) are 0.
+        On the fixed scale when :attr:`reference` is set.
         """
+        region = self._upsample_relative(shape)
+        factor = self.scale
+        if factor != 1.0:
+            region *= np.float32(factor)
+            np.clip(region, 0.0, 1.0, out=region)
+        return region
+
+    def _upsample_relative(self, shape: tuple[int, int]) -> np.ndarray:
         height, width = int(shape[0]), int(shape[1])
         spec = self.spec
         dy = int(round(height * spec.crop)) if spec.crop > 0 else 0
@@ -130,6 +160,35 @@ def _resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
         return src.copy()
     pil = Image.fromarray(src, mode="F").resize((width, height), resample=Image.Resampling.BICUBIC)
     return np.clip(np.asarray(pil, dtype=np.float32), 0.0, 1.0)
+
+
+#: The fixed heatmap scale: 1.0 is evidence that, spread evenly over the whole film, would
+#: raise the COVID-19 logit by this much (6 logit units: p(COVID-19) about 0.998 from even odds).
+#: With the bundled model a clear negative peaks near 0.15 (nothing drawn from DRAW_FROM = 0.5)
+#: and a clear positive near 0.75, with about half its map above 0.5.
+REFERENCE_LOGIT = 6.0
+
+
+def gradcam_reference(card: Any, feature_shape: Sequence[int]) -> float:
+    """The raw Grad-CAM value shown as 1.0 on the fixed scale, for a model.
+
+    A card may set its own (``gradcam_reference``, e.g. a high percentile of the
+    validation positives' maxima, written at export); otherwise
+    :data:`REFERENCE_LOGIT` spread over the ``h x w`` grid. Grad-CAM of the
+    logit is, for a pooling + dense head, each cell's share of the logit
+    itself, so this reference means the same amount of evidence on every image.
+    """
+    own = getattr(card, "gradcam_reference", None)
+    if own is None and isinstance(getattr(card, "raw", None), Mapping):
+        own = card.raw.get("gradcam_reference")
+    try:
+        value = float(own) if own is not None else 0.0
+    except (TypeError, ValueError):
+        value = 0.0
+    if value > 0 and np.isfinite(value):
+        return value
+    cells = max(1, int(feature_shape[0]) * int(feature_shape[1]))
+    return REFERENCE_LOGIT / cells
 
 
 def default_threads() -> int:
@@ -361,6 +420,7 @@ class Predictor:
             class_name=target,
             layer=self.card.gradcam_layer,
             spec=self.spec,
+            reference=gradcam_reference(self.card, self.feature_shape),
         )
         return self._prediction(probs[0], op), heat
 
@@ -416,4 +476,5 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
     return line[:limit]
 
 
-__all__ = ["DEFAULT_BATCH", "Heatmap", "Prediction", "Predictor", "default_threads"]
+__all__ = ["DEFAULT_BATCH", "REFERENCE_LOGIT", "Heatmap", "Prediction", "Predictor", "default_threads",
+           "gradcam_reference"]

@@ -2,7 +2,18 @@
 
 Colour maps come from matplotlib (imported lazily, Agg only: never a GUI
 backend). ``jet`` is the Grad-CAM convention; ``cividis`` and ``viridis`` are
-perceptually uniform and readable with colour-vision deficiency.
+perceptually uniform and readable with colour-vision deficiency; ``inferno``
+is cut at 85% of its range, so its hot end stays orange-yellow instead of
+near-white (which vanishes on the grey of a film).
+
+The heatmap has a fixed meaning: :class:`desktop.core.inference.Heatmap`
+maps the Grad-CAM evidence for COVID-19 onto a scale shared by every image
+(0 = none, 1 = the model's reference amount of evidence), so the same colour
+means the same evidence on every film. Only the upper part of that scale
+(from :data:`DRAW_FROM`) is drawn; below it the film shows untinted, so a
+clear negative shows no colour at all. :func:`lung_fraction` says how much of
+the map lies inside the lung fields. The one word for it, in the GUI and the
+PDF, is :data:`WORD` ("influence").
 """
 
 from __future__ import annotations
@@ -24,7 +35,23 @@ COLORMAPS = ("jet", "cividis", "viridis", "inferno", "turbo")
 COLORBLIND_SAFE = ("cividis", "viridis", "inferno")
 DEFAULT_CMAP = "jet"
 DEFAULT_ALPHA = 0.45
-DEFAULT_LABELS = ("low attention", "high attention")
+#: The one word for what the heatmap shows, everywhere (GUI, PDF, CLI).
+WORD = "influence"
+DEFAULT_LABELS = (f"low {WORD}", f"high {WORD}")
+#: Title of the colour bar: the word and the scale.
+SCALE_TITLE = f"Grad-CAM {WORD} (fixed scale 0\u20131)"
+#: Only values from here up (on the fixed 0-1 scale) are drawn by default.
+DRAW_FROM = 0.5
+#: Width of the soft edge above DRAW_FROM (no hard contour line on the film).
+_RAMP = 0.06
+#: Colour maps cut short of their end (fraction of the range kept): hot end visible on grey.
+_CMAP_TOP = {"inferno": 0.85}
+#: The lung fields as two boxes (fractions of height, width) on a frontal film: the
+#: stand-in used while no lung segmenter ships. Mediastinum, heart, the area below the
+#: diaphragm and the corners lie outside.
+LUNG_BOXES = ((0.10, 0.78, 0.08, 0.46), (0.10, 0.78, 0.54, 0.92))
+#: Below this share inside the lung fields the report and the panel warn.
+LUNG_WARN_BELOW = 0.5
 
 
 def _mpl() -> None:
@@ -40,7 +67,7 @@ def colormap_lut(cmap: str = DEFAULT_CMAP) -> np.ndarray:
     _mpl()
     from matplotlib import colormaps
 
-    rgba = colormaps[cmap](np.linspace(0.0, 1.0, 256))
+    rgba = colormaps[cmap](np.linspace(0.0, _CMAP_TOP.get(cmap, 1.0), 256))
     lut = np.round(rgba[:, :3] * 255.0).astype(np.uint8)
     lut.setflags(write=False)
     return lut
@@ -56,14 +83,19 @@ def _as_unit(gray: np.ndarray) -> np.ndarray:
 
 
 def overlay_rgb(
-    gray: np.ndarray, heat: np.ndarray, cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA
+    gray: np.ndarray, heat: np.ndarray, cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA,
+    *, floor: float = 0.0,
 ) -> np.ndarray:
     """Blend a heatmap over a grayscale image: uint8 (H, W, 3).
 
     ``gray`` is HxW (float in [0, 1] or uint8); ``heat`` float in [0, 1],
     either the same size or any size (then upsampled bicubic). ``alpha`` is
     the heatmap's opacity (0: the image only; 1: the heatmap only).
+    ``floor``: heat below it is not drawn (the film shows untinted), with a
+    soft edge just above; the colour of a value does not depend on it.
     """
+    if not 0.0 <= floor < 1.0:
+        raise ValueError(f"floor must be in [0, 1). Received: floor={floor!r}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}")
     g = _as_unit(gray) if np.asarray(gray).dtype != np.uint8 else np.asarray(gray)
@@ -82,16 +114,22 @@ def overlay_rgb(
     raw = np.asarray(gray)
     gi = raw.astype(np.uint16) if raw.dtype == np.uint8 else np.rint(g * 255.0).astype(np.uint16)
     # One gather from a (gray level x heat level) table instead of float maths per pixel.
-    table = _blend_table(cmap, round(float(alpha), 4))
+    table = _blend_table(cmap, round(float(alpha), 4), round(float(floor), 4))
     return table[(gi << 8) | idx]
 
 
-@lru_cache(maxsize=8)
-def _blend_table(cmap: str, alpha: float) -> np.ndarray:
+@lru_cache(maxsize=16)
+def _blend_table(cmap: str, alpha: float, floor: float = 0.0) -> np.ndarray:
     """(65536, 3) uint8: the blend of gray level g and heat level h at index g * 256 + h."""
     lut = colormap_lut(cmap).astype(np.float32)
     gray = np.arange(256, dtype=np.float32)[:, None, None]
-    out = (1.0 - alpha) * gray + alpha * lut[None, :, :]
+    level = np.arange(256, dtype=np.float32) / 255.0
+    if floor > 0:
+        weight = np.clip((level - floor) / _RAMP, 0.0, 1.0)
+    else:
+        weight = np.ones_like(level)
+    a = (alpha * weight)[None, :, None]
+    out = (1.0 - a) * gray + a * lut[None, :, :]
     table = np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(65536, 3)
     table.setflags(write=False)
     return table
@@ -104,14 +142,19 @@ def colorbar_rgb(
     labels: Sequence[str] = DEFAULT_LABELS,
     *,
     title: str | None = "Grad-CAM",
+    floor: float = 0.0,
 ) -> np.ndarray:
     """A vertical, labelled colour bar image, uint8 (height, width, 3), white background.
 
-    ``labels`` are (bottom, top) texts: low values at the bottom.
+    ``labels`` are (bottom, top) texts: low values at the bottom. The part
+    below ``floor`` (not drawn on the film) is shown light grey.
     """
     if height < 32 or width < 24:
         raise ValueError(f"colour bar too small. Received: {height}x{width}")
     lut = colormap_lut(cmap)
+    if floor > 0:
+        lut = lut.copy()
+        lut[: int(round(floor * 255))] = (225, 225, 225)
     _mpl()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -165,16 +208,61 @@ def heatmap_panel(
     heat: np.ndarray,
     cmap: str = DEFAULT_CMAP,
     alpha: float = DEFAULT_ALPHA,
-    labels: Sequence[str] = DEFAULT_LABELS,
+    labels: Sequence[str] = ("0 none", f"1 strong {WORD}"),
+    *,
+    floor: float = DRAW_FROM,
 ) -> np.ndarray:
-    """Overlay and colour bar side by side: uint8 (H, W + bar, 3)."""
-    ov = overlay_rgb(gray, heat, cmap=cmap, alpha=alpha)
+    """Overlay and colour bar side by side: uint8 (H, W + bar, 3).
+
+    ``heat`` is on the fixed scale (``Heatmap.upsample``); only values from
+    ``floor`` up are drawn, and the bar greys the rest.
+    """
+    ov = overlay_rgb(gray, heat, cmap=cmap, alpha=alpha, floor=floor)
     h = ov.shape[0]
     bar_w = int(np.clip(h // 5, 80, 240))
-    bar = colorbar_rgb(cmap, max(h, 32), bar_w, labels)
+    bar = colorbar_rgb(cmap, max(h, 32), bar_w, labels, title=f"{WORD} (fixed scale)", floor=floor)
     if bar.shape[0] != h:
         bar = bar[:h]
     return np.concatenate([ov, bar], axis=1)
+
+
+def lung_fraction(heat: np.ndarray, boxes: Sequence[tuple[float, float, float, float]] = LUNG_BOXES) -> float | None:
+    """Share (0-1) of the heatmap's mass that lies inside the lung fields, or None for an empty map.
+
+    ``heat`` is the map on the image (any size; fixed scale). The lung fields
+    are :data:`LUNG_BOXES` (two boxes on a frontal film) until a lung
+    segmenter ships; a mask of the same shape can be passed as ``boxes``'s
+    replacement through :func:`mask_fraction`.
+    """
+    h = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float64)), 0.0, None)
+    if h.ndim != 2:
+        raise ValueError(f"expected a 2-D heatmap. Received shape {h.shape}")
+    mask = np.zeros(h.shape, dtype=bool)
+    rows, cols = h.shape
+    for y0, y1, x0, x1 in boxes:
+        mask[int(round(y0 * rows)) : int(round(y1 * rows)), int(round(x0 * cols)) : int(round(x1 * cols))] = True
+    return mask_fraction(h, mask)
+
+
+def mask_fraction(heat: np.ndarray, mask: np.ndarray) -> float | None:
+    """Share of the heatmap's mass inside ``mask`` (bool, same shape), or None for an empty map."""
+    h = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float64)), 0.0, None)
+    total = float(h.sum())
+    if not total > 0:
+        return None
+    return float(h[np.asarray(mask, dtype=bool)].sum() / total)
+
+
+def lung_sentence(fraction: float | None) -> tuple[str, bool]:
+    """(text, warn) for the panel and the PDF: how much of the heatmap lies in the lung fields."""
+    if fraction is None:
+        return f"No region had any {WORD} on the COVID-19 score.", False
+    pct = round(100 * fraction)
+    text = f"{pct}% of the heatmap lies inside the lung fields (approximate lung boxes)."
+    if fraction < LUNG_WARN_BELOW:
+        return (text + " Most of it lies outside the lungs (heart, diaphragm, edges or labels): "
+                "the score may rest on something other than lung findings."), True
+    return text, False
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -222,6 +310,12 @@ __all__ = [
     "COLORMAPS",
     "DEFAULT_ALPHA",
     "DEFAULT_CMAP",
+    "DRAW_FROM",
+    "LUNG_BOXES",
+    "WORD",
+    "lung_fraction",
+    "lung_sentence",
+    "mask_fraction",
     "colorbar_rgb",
     "colormap_lut",
     "heatmap_panel",

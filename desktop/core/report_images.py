@@ -5,7 +5,9 @@ Images are resampled to the pixel size their printed box needs at
 study is a few hundred kB; a 500-image batch report a few MB) and sharp on
 paper. The overlay comes from :mod:`desktop.core.overlay`, the same code the
 GUI and ``render --heatmap`` use (same colour map lookup table, same blend,
-same "low/high attention" labels), so all three look alike.
+same fixed scale and "influence" labels), with the user's colour map and
+opacity, so all three look alike. Batch pages reuse what the scan already
+made (a display image, the heatmap PNG) instead of decoding the file again.
 """
 
 from __future__ import annotations
@@ -76,11 +78,16 @@ def heatmap_array(heatmap: Any, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0)
 
 
-def overlay(gray: np.ndarray, heat: np.ndarray, cmap: str | None = None) -> np.ndarray:
-    """RGB uint8 overlay of ``heat`` on ``gray``: the application's shared renderer."""
-    from .overlay import DEFAULT_CMAP, overlay_rgb
+def overlay(gray: np.ndarray, heat: np.ndarray, cmap: str | None = None, alpha: float | None = None,
+            floor: float | None = None) -> np.ndarray:
+    """RGB uint8 overlay of ``heat`` on ``gray``: the application's shared renderer (drawn from DRAW_FROM)."""
+    from .overlay import DEFAULT_ALPHA, DEFAULT_CMAP, DRAW_FROM, overlay_rgb
 
-    return np.asarray(overlay_rgb(gray, heat, cmap=cmap or DEFAULT_CMAP), dtype=np.uint8)
+    return np.asarray(
+        overlay_rgb(gray, heat, cmap=cmap or DEFAULT_CMAP, alpha=DEFAULT_ALPHA if alpha is None else alpha,
+                    floor=DRAW_FROM if floor is None else floor),
+        dtype=np.uint8,
+    )
 
 
 def colour_stops(cmap: str | None = None, n: int = 128) -> list[tuple[float, float, float]]:
@@ -92,7 +99,7 @@ def colour_stops(cmap: str | None = None, n: int = 128) -> list[tuple[float, flo
     return [(r / 255.0, g / 255.0, b / 255.0) for r, g, b in lut[idx].tolist()]
 
 
-def attention_labels() -> tuple[str, str]:
+def influence_labels() -> tuple[str, str]:
     from .overlay import DEFAULT_LABELS
 
     low, high = DEFAULT_LABELS
@@ -100,23 +107,48 @@ def attention_labels() -> tuple[str, str]:
 
 
 def study_images(
-    xray: XRay, heatmap: Any, box_w: float, box_h: float, *, window: Window | None = None,
-    dpi: int = PRINT_DPI, cmap: str | None = None,
-) -> tuple[bytes, bytes, float, float, tuple[int, int]]:
-    """(display JPEG, overlay JPEG, printed width, printed height, pixel size) for a box in points."""
-    w_pt, h_pt = fit(xray.shape, box_w, box_h)
+    xray: XRay | np.ndarray, heatmap: Any, box_w: float, box_h: float, *, window: Window | None = None,
+    dpi: int = PRINT_DPI, cmap: str | None = None, alpha: float | None = None, draw: bool = True,
+) -> tuple[bytes, bytes | None, float, float, float | None]:
+    """(display JPEG, overlay JPEG or None, printed width, printed height, lung share) for a box in points.
+
+    ``xray`` is the X-ray or its display image (uint8 HxW, as the scan kept
+    it). ``draw=False`` (a negative result, the heatmap not asked for) gives
+    no overlay; the lung share is measured on the map either way (None when
+    the map is empty).
+    """
+    from .overlay import lung_fraction
+
+    gray_full = display_uint8(xray, window) if isinstance(xray, XRay) else np.asarray(xray, dtype=np.uint8)
+    w_pt, h_pt = fit(gray_full.shape[:2], box_w, box_h)
     size = (pixels_for(w_pt, dpi), pixels_for(h_pt, dpi))
-    gray = resample_gray(display_uint8(xray, window), size)
-    heat = heatmap_array(heatmap, (size[1], size[0]))
-    rgb = overlay(gray, heat, cmap)
-    return jpeg_bytes(gray), jpeg_bytes(rgb), w_pt, h_pt, size
+    gray = resample_gray(gray_full, size)
+    heat = heatmap_array(heatmap, (size[1], size[0])) if heatmap is not None else None
+    share = lung_fraction(heat) if heat is not None else None
+    over = jpeg_bytes(overlay(gray, heat, cmap, alpha)) if draw and heat is not None else None
+    return jpeg_bytes(gray), over, w_pt, h_pt, share
 
 
-def thumbnail(xray: XRay, box_pt: float, *, dpi: int = THUMB_DPI) -> tuple[bytes, float, float]:
-    """A small JPEG of the displayed X-ray fitting a square box of ``box_pt`` points."""
-    w_pt, h_pt = fit(xray.shape, box_pt, box_pt)
+def image_file_jpeg(path: str, box_w: float, box_h: float, *, dpi: int = PRINT_DPI,
+                    quality: int = JPEG_QUALITY) -> tuple[bytes, float, float]:
+    """A picture the scan already wrote (display image, heatmap PNG) as a JPEG fitting a box."""
+    with Image.open(path) as im:
+        im.load()
+        rgb = np.asarray(im.convert("L" if im.mode in ("L", "I;16", "I") else "RGB"))
+    w_pt, h_pt = fit(rgb.shape[:2], box_w, box_h)
     size = (pixels_for(w_pt, dpi), pixels_for(h_pt, dpi))
-    gray = resample_gray(display_uint8(xray), size)
+    pil = Image.fromarray(np.ascontiguousarray(rgb))
+    if pil.size != size:
+        pil = pil.resize(size, Image.Resampling.LANCZOS)
+    return jpeg_bytes(np.asarray(pil), quality=quality), w_pt, h_pt
+
+
+def thumbnail(xray: XRay | np.ndarray, box_pt: float, *, dpi: int = THUMB_DPI) -> tuple[bytes, float, float]:
+    """A small JPEG of the displayed X-ray (or a display image) fitting a square box of ``box_pt`` points."""
+    gray_full = display_uint8(xray) if isinstance(xray, XRay) else np.asarray(xray, dtype=np.uint8)
+    w_pt, h_pt = fit(gray_full.shape[:2], box_pt, box_pt)
+    size = (pixels_for(w_pt, dpi), pixels_for(h_pt, dpi))
+    gray = resample_gray(gray_full, size)
     return jpeg_bytes(gray, quality=THUMB_QUALITY), w_pt, h_pt
 
 

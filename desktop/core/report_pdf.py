@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER, TA_LEFT, TA_RIGHT
@@ -24,7 +23,8 @@ from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
-from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase import pdfdoc, pdfmetrics
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas as rl_canvas
 from reportlab.platypus import Flowable, Paragraph
@@ -166,18 +166,33 @@ def styles() -> Styles:
     )
 
 
+def _shaped(style: ParagraphStyle) -> ParagraphStyle:
+    return ParagraphStyle(f"{style.name}-shaped", parent=style, shaping=1)
+
+
 def para(text: str, style: ParagraphStyle) -> Paragraph:
-    """A paragraph of plain text (escaped: user input never becomes markup)."""
-    return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)
+    """A paragraph of plain text (escaped: user input never becomes markup), in any script
+    (fonts per run, right-to-left in visual order: :mod:`desktop.core.report_fonts`)."""
+    from .report_fonts import markup
+
+    marked = markup(str(text), FONT)
+    return Paragraph(marked.markup.replace("\n", "<br/>"), _shaped(style) if marked.shaping else style)
 
 
 def rich(markup: str, style: ParagraphStyle) -> Paragraph:
-    """A paragraph of trusted markup (the caller escaped every inserted value)."""
-    return Paragraph(markup, style)
+    """A paragraph of trusted markup (the caller escaped every inserted value with :func:`esc`)."""
+    from .report_fonts import FALLBACKS
+
+    shaping = any(f'name="{fb.name}"' in markup for fb in FALLBACKS if fb.shaping) and not any(
+        f'name="{fb.name}"' in markup for fb in FALLBACKS[:2])
+    return Paragraph(markup, _shaped(style) if shaping else style)
 
 
 def esc(text: object) -> str:
-    return escape(str(text))
+    """Escaped markup of a value for :func:`rich`, in any script."""
+    from .report_fonts import markup
+
+    return markup(str(text), FONT).markup
 
 
 # --------------------------------------------------------------------------
@@ -329,16 +344,24 @@ class ImageBox(Flowable):
 
 
 class ColourBar(Flowable):
-    """A horizontal colour bar from a list of RGB stops, labelled low/high attention."""
+    """A horizontal colour bar from RGB stops on the fixed 0-1 scale, with ticks.
 
-    def __init__(self, rgb: Sequence[tuple[float, float, float]], width: float, height: float = 5 * mm,
-                 low: str = "low attention", high: str = "high attention") -> None:
+    The part below ``floor`` (not drawn on the film) is light grey and says so.
+    """
+
+    def __init__(self, rgb: Sequence[tuple[float, float, float]], width: float, height: float = 4 * mm,
+                 low: str = "low influence", high: str = "high influence", *, floor: float = 0.0,
+                 title: str = "Grad-CAM influence (fixed scale 0\u20131)") -> None:
         super().__init__()
         self._rgb = list(rgb)
         self.width = width
         self._bar = height
-        self.height = height + 10
         self._low, self._high = low, high
+        self._floor = floor
+        self._title = title
+        # low/high words under the ticks only where they fit beside each other
+        self._words = stringWidth(f"{low}  {high}", FONT, 6.5) + 10 < width
+        self.height = height + 19 + (8 if self._words else 0)
 
     def wrap(self, aw: float, ah: float) -> tuple[float, float]:
         return self.width, self.height
@@ -347,18 +370,107 @@ class ColourBar(Flowable):
         c = self.canv
         n = len(self._rgb)
         step = self.width / n
-        y0 = 10
+        y0 = 10 + (8 if self._words else 0)
         for i, (r, g, b) in enumerate(self._rgb):
+            if (i + 0.5) / n < self._floor:
+                r = g = b = 0.9
             c.setFillColorRGB(r, g, b)
             c.rect(i * step, y0, step + 0.3, self._bar, stroke=0, fill=1)
         c.setStrokeColor(RULE)
         c.setLineWidth(0.4)
         c.rect(0, y0, self.width, self._bar, stroke=1, fill=0)
         c.setFillColor(MUTED)
+        c.setFont(FONT, 6.5)
+        for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+            x = self.width * t
+            c.line(x, y0 - 1.5, x, y0)
+            label = f"{t:g}"
+            if t == 0.0:
+                c.drawString(x, y0 - 8, label)
+            elif t == 1.0:
+                c.drawRightString(x, y0 - 8, label)
+            else:
+                c.drawCentredString(x, y0 - 8, label)
+        if self._floor > 0 and stringWidth("not drawn", FONT, 6.5) < self.width * self._floor - 4:
+            c.drawCentredString(self.width * self._floor / 2, y0 + self._bar / 2 - 2.2, "not drawn")
+        if self._words:
+            c.drawString(0, 1, self._low)
+            c.drawRightString(self.width, 1, self._high)
         c.setFont(FONT, 7)
-        c.drawString(0, 2, self._low)
-        c.drawRightString(self.width, 2, self._high)
-        c.drawCentredString(self.width / 2, 2, "Grad-CAM attention")
+        c.drawCentredString(self.width / 2, y0 + self._bar + 2.5, self._title)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file embedded in the PDF (the original image, for the doctor's own viewer)."""
+
+    name: str
+    data: bytes
+    description: str = "original image file"
+    mime: str = "application/octet-stream"
+
+
+class _FileAttachmentAnnotation(pdfdoc.Annotation):
+    """A /FileAttachment annotation (PDF 1.3+) carrying its file in an embedded file stream.
+
+    reportlab has no API for embedded files; this writes the few PDF objects
+    the standard asks for (annotation -> file specification -> /EF stream)
+    with reportlab's own object classes, so no second PDF library rewrites
+    the document.
+    """
+
+    permitted = pdfdoc.Annotation.permitted + ("FS", "Name")
+
+    def __init__(self, rect: tuple[float, float, float, float], attachment: Attachment) -> None:
+        self.Rect = rect
+        self.attachment = attachment
+
+    def Dict(self) -> Any:  # noqa: N802 (reportlab API)
+        a = self.attachment
+        stream = pdfdoc.PDFStream(
+            pdfdoc.PDFDictionary({
+                "Type": pdfdoc.PDFName("EmbeddedFile"),
+                "Subtype": pdfdoc.PDFName(a.mime.replace("/", "#2F")),
+                "Params": pdfdoc.PDFDictionary({"Size": len(a.data)}),
+            }),
+            a.data,
+            filters=[pdfdoc.PDFZCompress],
+        )
+        spec = pdfdoc.PDFDictionary({
+            "Type": pdfdoc.PDFName("Filespec"),
+            "F": pdfdoc.PDFString(a.name),
+            "UF": pdfdoc.PDFString(a.name),
+            "Desc": pdfdoc.PDFString(a.description),
+            "EF": pdfdoc.PDFDictionary({"F": stream, "UF": stream}),
+        })
+        return self.AnnotationDict(
+            Rect=self.Rect, Contents=f"{a.description}: {a.name}", Subtype="/FileAttachment",
+            FS=spec, Name=pdfdoc.PDFName("Paperclip"), F=4,
+        )
+
+
+class AttachmentNote(Flowable):
+    """A line of text that carries the attached file: clicking it (or the viewer's attachment
+    panel) opens the original image."""
+
+    def __init__(self, attachment: Attachment, width: float, text: str) -> None:
+        super().__init__()
+        self.attachment = attachment
+        self.width = width
+        self.height = 11
+        self._text = text
+
+    def wrap(self, aw: float, ah: float) -> tuple[float, float]:
+        return min(self.width, aw), self.height
+
+    def draw(self) -> None:
+        c = self.canv
+        c.setFillColor(ACCENT)
+        c.setFont(FONT, 7.5)
+        c.drawString(14, 2, self._text)
+        # the viewer draws its own paperclip icon in the annotation's small box
+        x0, y0 = c.absolutePosition(0, 0)
+        c._addAnnotation(_FileAttachmentAnnotation((x0 + 1, y0, x0 + 10, y0 + 11), self.attachment))
 
 
 class ProbabilityBar(Flowable):
@@ -420,8 +532,10 @@ def make_doc(
     size_name: str,
     footer: Footer,
     meta: dict[str, str],
+    attachments: Sequence[Attachment] = (),
 ) -> ReportDoc:
     register_fonts()
+    del attachments  # placed by AttachmentNote flowables in the story
     return ReportDoc(
         fh,
         size=page_size(size_name),
@@ -437,6 +551,8 @@ def make_doc(
 Writer = Callable[[IO[bytes]], None]
 
 __all__ = [
+    "Attachment",
+    "AttachmentNote",
     "FONT",
     "FONT_BOLD",
     "ColourBar",

@@ -40,8 +40,16 @@ class Analysis:
 
     prediction: Any
     heatmap: Any
-    heat: Any  # float32 [0, 1] at display resolution
+    heat: Any  # float32 [0, 1] at display resolution (the fixed scale)
     predictor: Any = None  # the Predictor that made it (decides at other operating points)
+    #: share of the heatmap inside the lung fields (None: empty map); for the panel's note
+    lung_share: float | None = None
+
+    def lung_note(self) -> tuple[str, bool]:
+        """(text, warn) for the result panel: how much of the heatmap lies in the lung fields."""
+        from .overlay import lung_sentence
+
+        return lung_sentence(self.lung_share)
 
 
 @dataclass

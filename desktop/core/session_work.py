@@ -86,8 +86,10 @@ def display_size(shape: tuple[int, int], limit: int = HEATMAP_DISPLAY_MAX) -> tu
 def analyze(xray: XRay, predictor: Any, operating_point: str | None) -> Analysis:
     """Prediction and Grad-CAM for one X-ray (runs in a worker)."""
     prediction, heatmap = predictor.explain(xray, operating_point=operating_point)
+    from .overlay import lung_fraction
+
     heat = np.asarray(heatmap.upsample(display_size(xray.shape)), dtype=np.float32)
-    return Analysis(prediction, heatmap, heat, predictor)
+    return Analysis(prediction, heatmap, heat, predictor, lung_fraction(heat))
 
 
 def analyze_files(

@@ -27,16 +27,22 @@ def colorize(heat: np.ndarray, cmap: str) -> np.ndarray:
 
     idx = np.round(np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0) * 255.0).astype(np.uint8)
     rgb = colormap_lut(cmap)[idx]
-    alpha = np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)
+    # only the upper part of the fixed scale is drawn (soft edge): no full-film tint
+    from desktop.core.overlay import DRAW_FROM
+
+    weight = np.clip((idx.astype(np.float32) / 255.0 - DRAW_FROM) / 0.06, 0.0, 1.0)
+    alpha = np.round(weight * 255.0).astype(np.uint8)[..., None]
     return np.concatenate([rgb, alpha], axis=-1)
 
 
 def colorbar(cmap: str, n: int = 256) -> np.ndarray:
     """(n, 3) uint8 ramp of the colour map, low to high."""
-    from desktop.core.overlay import colormap_lut
+    from desktop.core.overlay import DRAW_FROM, colormap_lut
 
     lut = colormap_lut(cmap)
-    return np.asarray(lut[np.linspace(0, 255, n).round().astype(int)], dtype=np.uint8)
+    ramp = np.array(lut[np.linspace(0, 255, n).round().astype(int)], dtype=np.uint8)
+    ramp[: int(round(DRAW_FROM * n))] = (225, 225, 225)  # the part not drawn (below DRAW_FROM): light grey
+    return ramp
 
 
 __all__ = [

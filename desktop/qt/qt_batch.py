@@ -513,7 +513,8 @@ class QtBatchWidget(QWidget):
             folder=self.folder or "", bundle=bundle, operating_point=op,
             started=self.started_at or _dt.datetime.now().astimezone(), info=info,
             study_pages=self.study_pages.isChecked(), anonymize=self.anonymize.isChecked(),
-            overwrite=overwrite, _start=False,
+            overwrite=overwrite, predictor=lambda: self.predictors.get(bundle),  # the scan's cached model
+            _start=False,
         )
         worker.signals.returned.connect(lambda p: self.status.setText(f"PDF report saved as {p}."))
         worker.signals.errored.connect(lambda exc: self.errors.handle(exc, "Saving the PDF report"))

@@ -4,6 +4,9 @@ The PDF itself is written by :func:`desktop.core.report.write_study_report`
 in a worker. The preview is that same PDF, written to a temporary file and
 its first page rasterised with pypdfium2 when available (PySide6-Essentials
 has no QtPdf); without it, the preview shows the images and the fields.
+The report ID and time are fixed when the dialog opens, so the preview shows
+the ID the saved file will carry; previews log nothing. A date the file does
+not record (a PNG or JPEG has none) is left empty and prints "not recorded".
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import os
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -72,6 +76,18 @@ class ReportForm:
     operator: str
     page_size: str
     anonymize: bool
+    clinic_phone: str = ""
+    clinic_email: str = ""
+    symptoms: str = ""
+    spo2: str = ""
+    temperature: str = ""
+    urgency: str = ""
+    prevalence: float | None = None
+    attach_original: bool = False
+    full_page_film: bool = False
+    heatmap_below_threshold: bool = False
+    report_id: str | None = None
+    analysed_at: _dt.datetime | None = None
 
     def report_info(self) -> Any:
         from desktop.core.report import ReportInfo
@@ -79,7 +95,19 @@ class ReportForm:
         return ReportInfo(
             clinic_name=self.clinic_name,
             clinic_address=self.clinic_address,
+            clinic_phone=self.clinic_phone,
+            clinic_email=self.clinic_email,
             operator=self.operator,
+            symptoms=self.symptoms,
+            spo2=self.spo2,
+            temperature=self.temperature,
+            urgency=self.urgency,
+            prevalence=self.prevalence,
+            attach_original=self.attach_original and not self.anonymize,
+            full_page_film=self.full_page_film,
+            show_heatmap_below_threshold=self.heatmap_below_threshold,
+            report_id=self.report_id,
+            analysed_at=self.analysed_at,
             patient_name=self.patient_name,
             patient_id=self.patient_id,
             patient_sex=self.patient_sex,
@@ -112,13 +140,14 @@ def render_pdf_page(path: str | os.PathLike[str], width_px: int = PREVIEW_WIDTH_
 
 def _write_report(
     path: str, xray: XRay, prediction: Any, heatmap: Any, bundle: Any, form: ReportForm,
-    window: Window | None, overwrite: bool, audit: bool,
+    window: Window | None, overwrite: bool, audit: bool, cmap: str | None = None, alpha: float | None = None,
 ) -> str:
     from desktop.core.report import write_study_report
 
     out = write_study_report(
         path, xray, prediction, heatmap, bundle, form.report_info(),
-        anonymize=form.anonymize, overwrite=overwrite, window=window,
+        anonymize=form.anonymize, overwrite=overwrite, window=window, cmap=cmap, alpha=alpha,
+        quiet=not audit,  # a preview: not a report written
     )
     if audit:
         _audit_report(out, xray, prediction, bundle, form)
@@ -151,11 +180,14 @@ def _audit_report(out: Path, xray: XRay, prediction: Any, bundle: Any, form: Rep
 
 
 def _preview(
-    xray: XRay, prediction: Any, heatmap: Any, bundle: Any, form: ReportForm, window: Window | None
+    xray: XRay, prediction: Any, heatmap: Any, bundle: Any, form: ReportForm, window: Window | None,
+    cmap: str | None = None, alpha: float | None = None,
 ) -> np.ndarray | None:
     with tempfile.TemporaryDirectory(prefix="cxr-preview-") as tmp:
         path = os.path.join(tmp, "preview.pdf")
-        _write_report(path, xray, prediction, heatmap, bundle, form, window, True, False)
+        # no attachment in the preview: it is never shown and may be large
+        form = replace(form, attach_original=False)
+        _write_report(path, xray, prediction, heatmap, bundle, form, window, True, False, cmap, alpha)
         return render_pdf_page(path)
 
 
@@ -187,6 +219,13 @@ class QtReportDialog(QDialog):
         self.errors = errors
         self.display_window = window if window is not None and window is not xray.window else None
         self.colormap = colormap
+        self.opacity = float(getattr(settings, "heatmap_opacity", 0.45))
+        from desktop.core.report import make_report_id
+
+        # one ID and time for the preview and the saved file
+        self.analysed_at = _dt.datetime.now().astimezone()
+        model_sha = str(getattr(getattr(bundle, "card", None), "sha256", "") or "")
+        self.report_id = make_report_id(xray.sha256, model_sha, when=self.analysed_at)
         self.saved_path: str | None = None
         self._preview_worker: QtWorker | None = None
         self._preview_again = False
@@ -210,8 +249,9 @@ class QtReportDialog(QDialog):
         self.birth_date.setPlaceholderText("YYYY-MM-DD")
         self.age = QLineEdit(meta.patient_age)
         self.age.setPlaceholderText("e.g. 54Y")
-        self.study_date = QLineEdit(_date_text(meta.study_date) or _dt.date.today().isoformat())
-        self.study_date.setPlaceholderText("YYYY-MM-DD")
+        # never today's date: a PNG/JPEG records no study date, and the report says "not recorded"
+        self.study_date = QLineEdit(_date_text(meta.study_date))
+        self.study_date.setPlaceholderText("not recorded in the file (YYYY-MM-DD)")
         self.accession = QLineEdit(meta.accession_number)
         self.view_pos = QLineEdit(meta.view_position)
         self.view_pos.setPlaceholderText("PA or AP")
@@ -224,6 +264,26 @@ class QtReportDialog(QDialog):
         pf.addRow("A&ccession number:", self.accession)
         pf.addRow("&View:", self.view_pos)
         self._identifying = (self.patient_name, self.patient_id, self.birth_date, self.accession)
+
+        # --- clinical context -------------------------------------------------
+        clinical = QGroupBox("Clinical context for the remote doctor")
+        kf = QFormLayout(clinical)
+        self.urgency = QComboBox()
+        for code, label in (("", "(not given)"), ("routine", "Routine"), ("urgent", "Urgent"),
+                            ("emergency", "Emergency")):
+            self.urgency.addItem(label, code)
+        self.symptoms = QPlainTextEdit()
+        self.symptoms.setPlaceholderText("e.g. cough and fever for 5 days, short of breath")
+        self.symptoms.setFixedHeight(52)
+        self.symptoms.setTabChangesFocus(True)
+        self.spo2 = QLineEdit()
+        self.spo2.setPlaceholderText("e.g. 92 (%)")
+        self.temperature = QLineEdit()
+        self.temperature.setPlaceholderText("e.g. 38.4 (\u00b0C)")
+        kf.addRow("&Urgency:", self.urgency)
+        kf.addRow("Sy&mptoms:", self.symptoms)
+        kf.addRow("SpO\u2082:", self.spo2)
+        kf.addRow("&Temperature:", self.temperature)
 
         self.anonymize = QCheckBox("&Anonymise: leave out name and birth date, replace IDs by pseudonyms")
         self.anonymize.setToolTip(
@@ -243,6 +303,19 @@ class QtReportDialog(QDialog):
         self.clinic_address.setTabChangesFocus(True)
         self.operator = QLineEdit(settings.operator)
         self.operator.setPlaceholderText("Your name")
+        self.clinic_phone = QLineEdit(str(getattr(settings, "clinic_phone", "") or ""))
+        self.clinic_phone.setPlaceholderText("for the doctor's reply")
+        self.clinic_email = QLineEdit(str(getattr(settings, "clinic_email", "") or ""))
+        self.clinic_email.setPlaceholderText("for the doctor's reply")
+        self.prevalence = QDoubleSpinBox()
+        self.prevalence.setRange(0.0, 99.0)
+        self.prevalence.setDecimals(1)
+        self.prevalence.setSuffix(" %")
+        self.prevalence.setSpecialValueText("not set")
+        self.prevalence.setToolTip("Share of COVID-19 among the patients you screen: the report then says "
+                                   "how often a positive (and a negative) is right at your clinic")
+        prevalence = getattr(settings, "prevalence", None)
+        self.prevalence.setValue(100.0 * prevalence if prevalence else 0.0)
         self.remember = QCheckBox("Remember clinic and operator for the next reports")
         self.remember.setChecked(True)
         self.page_size = QComboBox()
@@ -250,9 +323,23 @@ class QtReportDialog(QDialog):
         self.page_size.addItem("Letter (US)", "LETTER")
         cf.addRow("C&linic:", self.clinic_name)
         cf.addRow("Add&ress:", self.clinic_address)
+        cf.addRow("P&hone:", self.clinic_phone)
+        cf.addRow("&E-mail:", self.clinic_email)
         cf.addRow("&Operator:", self.operator)
+        cf.addRow("Pre&valence:", self.prevalence)
         cf.addRow("", self.remember)
         cf.addRow("&Paper:", self.page_size)
+
+        # --- what the PDF carries ------------------------------------------------
+        self.attach_original = QCheckBox("Attach the original image file to the PDF")
+        self.attach_original.setToolTip("The doctor can open the original (e.g. the DICOM) in their own viewer. "
+                                        "Not with Anonymise: the file carries the patient's data.")
+        self.full_page_film = QCheckBox("Add a page with the film at full page size")
+        self.heatmap_below = QCheckBox("Show the heatmap for a negative result too")
+        self.heatmap_below.setToolTip("Hidden by default: below the threshold no region led to a flag")
+        cf.addRow("", self.attach_original)
+        cf.addRow("", self.full_page_film)
+        cf.addRow("", self.heatmap_below)
 
         summary = QLabel(
             f"<b>Result in this report:</b> p(COVID-19) {100 * prediction.p_covid:.1f}%, "
@@ -266,6 +353,7 @@ class QtReportDialog(QDialog):
         fl = QVBoxLayout(form_box)
         fl.addWidget(summary)
         fl.addWidget(patient)
+        fl.addWidget(clinical)
         fl.addWidget(self.anonymize)
         fl.addWidget(clinic)
         fl.addStretch(1)
@@ -318,9 +406,15 @@ class QtReportDialog(QDialog):
         self._debounce.setInterval(700)
         self._debounce.timeout.connect(self.update_preview)
         for edit in (self.patient_name, self.patient_id, self.birth_date, self.age, self.study_date,
-                     self.accession, self.view_pos, self.clinic_name, self.operator):
+                     self.accession, self.view_pos, self.clinic_name, self.operator, self.clinic_phone,
+                     self.clinic_email, self.spo2, self.temperature):
             edit.textChanged.connect(self._schedule_preview)
         self.clinic_address.textChanged.connect(self._schedule_preview)
+        self.symptoms.textChanged.connect(self._schedule_preview)
+        self.urgency.currentIndexChanged.connect(self._schedule_preview)
+        self.prevalence.valueChanged.connect(self._schedule_preview)
+        for box in (self.full_page_film, self.heatmap_below):
+            box.toggled.connect(self._schedule_preview)
         self.patient_sex.currentIndexChanged.connect(self._schedule_preview)
         self.page_size.currentIndexChanged.connect(self._schedule_preview)
         QTimer.singleShot(0, self, self.update_preview)
@@ -341,11 +435,24 @@ class QtReportDialog(QDialog):
             operator=self.operator.text().strip(),
             page_size=str(self.page_size.currentData()),
             anonymize=self.anonymize.isChecked(),
+            clinic_phone=self.clinic_phone.text().strip(),
+            clinic_email=self.clinic_email.text().strip(),
+            symptoms=self.symptoms.toPlainText().strip(),
+            spo2=self.spo2.text().strip(),
+            temperature=self.temperature.text().strip(),
+            urgency=str(self.urgency.currentData() or ""),
+            prevalence=self.prevalence.value() / 100.0 if self.prevalence.value() > 0 else None,
+            attach_original=self.attach_original.isChecked(),
+            full_page_film=self.full_page_film.isChecked(),
+            heatmap_below_threshold=self.heatmap_below.isChecked(),
+            report_id=self.report_id,
+            analysed_at=self.analysed_at,
         )
 
     def _on_anonymize(self, checked: bool) -> None:
         for edit in self._identifying:
             edit.setEnabled(not checked)
+        self.attach_original.setEnabled(not checked)
         self._schedule_preview()
 
     def _schedule_preview(self) -> None:
@@ -359,7 +466,7 @@ class QtReportDialog(QDialog):
         self.preview_status.setText("Updating...")
         worker = create_worker(
             _preview, self.xray, self.prediction, self.heatmap, self.bundle, self.form(),
-            self.display_window, _start=False,
+            self.display_window, self.colormap, self.opacity, _start=False,
         )
         worker.signals.returned.connect(self._show_preview)
         worker.signals.errored.connect(self._preview_failed)
@@ -433,11 +540,14 @@ class QtReportDialog(QDialog):
             self.settings.clinic_name = form.clinic_name
             self.settings.clinic_address = form.clinic_address
             self.settings.operator = form.operator
+            for key in ("clinic_phone", "clinic_email", "prevalence"):
+                if hasattr(type(self.settings), key):
+                    setattr(self.settings, key, getattr(form, key))
         self.save_button.setEnabled(False)
         self.save_button.setText("Saving...")
         worker = create_worker(
             _write_report, os.fspath(path), self.xray, self.prediction, self.heatmap, self.bundle,
-            form, self.display_window, overwrite, True, _start=False,
+            form, self.display_window, overwrite, True, self.colormap, self.opacity, _start=False,
         )
         worker.signals.returned.connect(self._on_saved)
         worker.signals.errored.connect(lambda exc: self.errors.handle(exc, "Saving the report"))

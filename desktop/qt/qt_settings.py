@@ -111,6 +111,35 @@ class AppSettings:
     def operator(self, value: str) -> None:
         self._set("clinic/operator", value)
 
+    @property
+    def clinic_phone(self) -> str:
+        return self._str("clinic/phone")
+
+    @clinic_phone.setter
+    def clinic_phone(self, value: str) -> None:
+        self._set("clinic/phone", value)
+
+    @property
+    def clinic_email(self) -> str:
+        return self._str("clinic/email")
+
+    @clinic_email.setter
+    def clinic_email(self, value: str) -> None:
+        self._set("clinic/email", value)
+
+    @property
+    def prevalence(self) -> float | None:
+        """Share of COVID-19 among the patients this clinic screens (0-1), or None when not set."""
+        try:
+            value = float(self._str("clinic/prevalence", ""))
+        except ValueError:
+            return None
+        return value if 0.0 < value < 1.0 else None
+
+    @prevalence.setter
+    def prevalence(self, value: float | None) -> None:
+        self._set("clinic/prevalence", "" if value is None else f"{float(value):.4f}")
+
     # --- model ------------------------------------------------------------
     @property
     def default_model(self) -> str:

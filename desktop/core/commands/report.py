@@ -36,7 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--clinic", metavar="NAME", default="", help="clinic name for the header")
     p.add_argument("--clinic-address", metavar="TEXT", default="", help="clinic address (use \\n for new lines)")
-    p.add_argument("--operator", metavar="NAME", help="who ran the analysis (default: $CXR_SCREENER_OPERATOR or login)")
+    p.add_argument("--clinic-phone", metavar="TEXT", default="", help="phone number for the doctor's reply")
+    p.add_argument("--clinic-email", metavar="ADDRESS", default="", help="e-mail address for the doctor's reply")
+    p.add_argument("--operator", metavar="NAME", help="who ran the analysis, printed in the PDF (default: "
+                   "$CXR_SCREENER_OPERATOR; the login name is recorded in the audit log only)")
+    c = p.add_argument_group("clinical context (printed for the remote doctor)")
+    c.add_argument("--symptoms", metavar="TEXT", default="", help="symptoms and their duration")
+    c.add_argument("--spo2", metavar="PERCENT", default="", help="oxygen saturation, e.g. 91")
+    c.add_argument("--temperature", metavar="DEG_C", default="", help="body temperature, e.g. 38.4")
+    c.add_argument("--urgency", choices=("routine", "urgent", "emergency"), default="", help="how soon a reply is needed")
+    c.add_argument("--prevalence", metavar="PERCENT", type=_percent,
+                   help="share of COVID-19 among the patients this clinic screens, in percent: the report "
+                   "then says how often a positive (and a negative) is right here")
     g = p.add_argument_group("patient and study (override the DICOM values)")
     g.add_argument("--patient-name", metavar="NAME")
     g.add_argument("--patient-id", metavar="ID")
@@ -49,8 +60,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--view", metavar="PA|AP|...", help="view position")
     p.add_argument("--page-size", choices=("A4", "Letter"), default="A4", type=_page_size, help="paper size (default A4)")
     p.add_argument("--window", nargs=2, type=float, metavar=("CENTER", "WIDTH"), help="display window for the X-ray")
+    p.add_argument("--colormap", default=None, metavar="NAME", type=_colormap, help="heatmap colour map (jet, cividis, viridis, inferno, turbo)")
+    p.add_argument("--opacity", type=_opacity, default=None, metavar="0-1", help="heatmap opacity (default 0.45)")
+    p.add_argument("--heatmap-below-threshold", action="store_true",
+                   help="draw the heatmap for a negative result too (hidden by default)")
+    p.add_argument("--full-page-film", action="store_true", help="add a page with the film as large as the page")
+    p.add_argument("--attach-original", action="store_true",
+                   help="embed the original image file in the PDF (not with --anonymize: it carries the patient's data)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.pdf if it exists")
     p.set_defaults(handler=run)
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 100.0:
+        raise argparse.ArgumentTypeError(f"a percentage between 0 and 100 (e.g. 10). Received: {text!r}")
+    return value
+
+
+def _opacity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a number from 0 to 1. Received: {text!r}")
+    return value
+
+
+def _colormap(text: str) -> str:
+    from desktop.core.overlay import COLORMAPS
+
+    if text not in COLORMAPS:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(COLORMAPS)}. Received: {text!r}")
+    return text
 
 
 def _page_size(text: str) -> str:
@@ -62,10 +108,11 @@ def _page_size(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import hashlib
+    import os
     import sys
     from pathlib import Path
 
-    from desktop.core.audit import AuditLog, default_operator
+    from desktop.core.audit import OPERATOR_ENV, AuditLog, default_operator
     from desktop.core.commands._model import load_model
     from desktop.core.fileio import check_writable
     from desktop.core.imaging import Window, load_xray
@@ -76,10 +123,22 @@ def run(args: argparse.Namespace) -> int:
     xray = load_xray(args.file)
     prediction, heatmap = loaded.predictor.explain(xray, operating_point=loaded.operating_point)
     operator = args.operator if args.operator is not None else default_operator()
+    # the PDF names a person only when one was given: a login name ("root") is not an operator
+    printed = args.operator if args.operator is not None else os.environ.get(OPERATOR_ENV, "").strip()
     info = ReportInfo(
         clinic_name=args.clinic,
         clinic_address=args.clinic_address.replace("\\n", "\n"),
-        operator=operator,
+        clinic_phone=args.clinic_phone,
+        clinic_email=args.clinic_email,
+        operator=printed,
+        symptoms=args.symptoms,
+        spo2=args.spo2,
+        temperature=args.temperature,
+        urgency=args.urgency,
+        prevalence=args.prevalence / 100.0 if args.prevalence is not None else None,
+        attach_original=args.attach_original,
+        full_page_film=args.full_page_film,
+        show_heatmap_below_threshold=args.heatmap_below_threshold,
         patient_name=args.patient_name,
         patient_id=args.patient_id,
         patient_sex=args.patient_sex,
@@ -94,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     window = Window(args.window[0], args.window[1], "command line") if args.window else None
     out = write_study_report(
         args.output, xray, prediction, heatmap, loaded.bundle, info,
-        anonymize=args.anonymize, overwrite=args.overwrite, window=window,
+        anonymize=args.anonymize, overwrite=args.overwrite, window=window, cmap=args.colormap, alpha=args.opacity,
     )
     audit = AuditLog(operator=operator)
     audit.record(

@@ -147,18 +147,20 @@ def run(args: argparse.Namespace) -> int:
              f"(their rows in {results_csv} say why)")
     if args.report:
         from desktop.core.report import ReportInfo, write_batch_report
+        from desktop.core.report_batch import with_heatmap_pngs
 
         info = ReportInfo(clinic_name=args.clinic, clinic_address=args.clinic_address,
                           operator=audit.operator, page_size=args.page_size)
         path = write_batch_report(
             args.report,
-            all_results,
+            with_heatmap_pngs(all_results, out / "heatmaps" if args.heatmaps else None),  # reused, not remade
             folder=folder,
             bundle=loaded.bundle,
             operating_point=loaded.operating_point,
             started=started,
             info=info,
             study_pages=args.report_pages,
+            predictor=loaded.predictor,  # the scan's own model: the report builds none (heatmap PNGs reused)
             anonymize=args.anonymize,
             overwrite=args.overwrite,
         )
