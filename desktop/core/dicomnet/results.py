@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,12 @@ def source_dataset(ref: Any, *, anonymize: bool) -> Any:
     for keyword in _TYPE2:
         if keyword not in out or out.get(keyword) is None:
             setattr(out, keyword, "")
+    age = str(out.get("PatientAge", "") or "").strip()
+    if age and not re.fullmatch(r"\d{3}[DWMY]", age):  # e.g. "68" from a non-conformant modality
+        if re.fullmatch(r"\d{1,3}", age):
+            out.PatientAge = f"{int(age):03d}Y"
+        else:
+            del out.PatientAge
     return out
 
 

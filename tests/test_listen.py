@@ -1,0 +1,217 @@
+"""End-to-end: ``cxr-screener listen`` receives films as from a modality, screens them, returns DICOM results.
+
+All traffic is on 127.0.0.1. The listener runs as a subprocess (the real
+command) with the test bundle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from tests.batch_support import model_name  # noqa: F401  (fixture)
+from tests.batch_support import bundle_source  # noqa: F401  (fixture)
+from tests.listen_support import (
+    CR,
+    CT,
+    SC,
+    SR_COMPREHENSIVE,
+    ListenProcess,
+    free_port,
+    make_films,
+    pacs,
+    rows_of,
+    send,
+    wait_rows,
+)
+from tests.test_dicom_results import assert_valid_dicom
+
+pytest.importorskip("pynetdicom")
+pytest.importorskip("highdicom")
+
+
+def _results_by_source(results_dir: Path) -> dict[str, dict[str, pydicom.Dataset]]:
+    out: dict[str, dict[str, pydicom.Dataset]] = {}
+    for f in sorted(results_dir.glob("*.dcm")):
+        uid, kind = f.stem.rsplit("_", 1)
+        out.setdefault(uid, {})[kind] = pydicom.dcmread(f)
+    return out
+
+
+def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Path) -> None:  # noqa: F811
+    films = make_films(tmp_path / "films", 4)
+    rsna = shared_dicom_dir / "rsna_c64d5667_CR_chest_AP_mono2_8bit_jpegbaseline.dcm"
+    films.append(rsna)
+    ct = shared_dicom_dir / "pydicom_CT_small_negative_case.dcm"
+    out, results = tmp_path / "received", tmp_path / "dicom-results"
+    port = free_port()
+    proc = ListenProcess(out, port, "--model", model_name, "--dicom-results", str(results),
+                         "--site", "Clinic A", "--allow-ae", "MODALITY,PACS")
+    try:
+        proc.wait_listening()
+        # a modality: the chest films and one CT in the same association
+        statuses = send(port, [*films[:2], ct, *films[2:]])
+        assert statuses[0] == statuses[1] == 0
+        assert isinstance(statuses[2], str) and "refused" in statuses[2], statuses  # CT context rejected
+        assert statuses[3:] == [0, 0, 0]
+        # a CT sent under the Secondary Capture class arrives, and is recorded as an error
+        assert send(port, [ct], sop_class=SC) == [0]
+        # an AE title not allowed gets no association; the called AE must be ours
+        assert send(port, films[:1], calling="INTRUDER") == ["no association"]
+        assert send(port, films[:1], ae_title="OTHER") == ["no association"]
+        rows = wait_rows(out / "results.csv", len(films) + 1, proc=proc)
+        time.sleep(1.0)
+        assert proc.alive(), proc.text()
+        # the same film sent again is acknowledged and not screened twice
+        assert send(port, films[:1]) == [0]
+        time.sleep(2.0)
+        rows = rows_of(out / "results.csv")
+        assert proc.alive()
+    finally:
+        code = proc.stop(signal.SIGTERM, timeout=20)
+    assert code == 0, proc.text()
+    ok = [r for r in rows if r["status"] == "ok"]
+    errors = [r for r in rows if r["status"] != "ok"]
+    assert len(ok) == len(films), rows
+    assert len(errors) == 1 and "CT" in errors[0]["error"], errors
+    assert {r["model"] for r in ok} == {model_name}
+    sources = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in films}
+    assert {r["path"].removesuffix(".dcm") for r in ok} == set(sources)
+    # the films are kept, the spool is empty
+    assert sorted(p.name for p in (out / "films").iterdir()) == sorted(r["path"] for r in rows)
+    assert not [p for p in (out / "spool").iterdir() if not p.name.startswith(".")]
+    # one SC and one SR per chest film, in its study, new series and instances
+    by_source = _results_by_source(results)
+    assert set(by_source) == set(sources)
+    for uid, objs in by_source.items():
+        src = pydicom.dcmread(sources[uid], stop_before_pixels=True)
+        sc, sr = objs["SC"], objs["SR"]
+        assert sc.SOPClassUID == SC and sr.SOPClassUID == SR_COMPREHENSIVE
+        for obj in (sc, sr):
+            assert obj.StudyInstanceUID == src.StudyInstanceUID
+            assert obj.SeriesInstanceUID != src.SeriesInstanceUID
+            assert obj.SOPInstanceUID != src.SOPInstanceUID
+            assert obj.PatientID == src.PatientID and obj.PatientName == src.PatientName
+        assert sc.SeriesInstanceUID != sr.SeriesInstanceUID
+        text = str(sr)
+        assert model_name in text and "Clinic A" in text
+        ref = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+        assert ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == uid
+        row = next(r for r in ok if r["path"] == f"{uid}.dcm")
+        from desktop.core.dicomnet.results import read_sr_result
+
+        assert read_sr_result(sr)["p_covid"] == pytest.approx(float(row["p_covid"]), abs=1e-6)
+    for f in results.glob("*.dcm"):
+        assert_valid_dicom(f)
+    # films of one study share one SC series and one SR series
+    study_series = {(o["SC"].StudyInstanceUID, o["SC"].SeriesInstanceUID) for o in by_source.values()}
+    assert len({s for s, _ in study_series}) == len(study_series)
+
+
+def test_listen_kill9_and_restart(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    films = make_films(tmp_path / "films", 24, size=256)
+    out = tmp_path / "received"
+    port = free_port()
+    proc = ListenProcess(out, port, "--model", model_name, "--workers", "1")
+    try:
+        proc.wait_listening()
+        assert send(port, films) == [0] * len(films)
+        deadline = time.monotonic() + 120
+        while len(rows_of(out / "results.csv")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.kill9()  # mid-batch (or, on a fast machine, just after)
+    before = rows_of(out / "results.csv")
+    assert len(before) >= 3
+    proc = ListenProcess(out, port, "--model", model_name, log_name="listen2.log")
+    try:
+        proc.wait_listening()
+        rows = wait_rows(out / "results.csv", len(films), proc=proc)
+        time.sleep(1.5)
+        rows = rows_of(out / "results.csv")
+    finally:
+        assert proc.stop() == 0, proc.text()
+    paths = [r["path"] for r in rows]
+    expected = {f"{pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm" for f in films}
+    assert set(paths) == expected  # 0 lost
+    assert len(paths) == len(set(paths)) == len(films)  # 0 duplicated
+    assert all(r["status"] == "ok" for r in rows)
+
+
+def test_listen_send_to_pacs(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    films = make_films(tmp_path / "films", 2)
+    out, results = tmp_path / "received", tmp_path / "dicom-results"
+    port = free_port()
+    with pacs() as store:
+        proc = ListenProcess(out, port, "--model", model_name, "--dicom-results", str(results),
+                             "--send", f"127.0.0.1:{store.port}", "--send-ae", "PACS", "--anonymize")
+        try:
+            proc.wait_listening()
+            assert send(port, films) == [0, 0]
+            deadline = time.monotonic() + 120
+            while len(store.received) < 4 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            assert proc.stop() == 0, proc.text()
+        got = list(store.received)
+    assert sorted(str(ds.SOPClassUID) for ds in got) == sorted([SC, SC, SR_COMPREHENSIVE, SR_COMPREHENSIVE])
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in films]
+    for ds in got:
+        assert ds.StudyInstanceUID in {s.StudyInstanceUID for s in sources}
+        assert str(ds.PatientID).startswith("ANON-")  # --anonymize honoured
+        assert "Doe" not in str(ds.PatientName) and "PID" not in str(ds)
+        assert "ACC0" not in str(ds) and "19700101" not in str(ds)
+    assert not [p for p in (out / "outbox").iterdir() if not p.name.startswith(".")]  # all sent
+
+
+def test_listen_refuses_bad_options(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    from tests.batch_support import run_cli
+
+    r = run_cli("listen", "--port", "0", "--out", str(tmp_path / "o"), "--send", "127.0.0.1:1")
+    assert r.returncode == 2 and "--send needs --dicom-results" in r.stderr
+    r = run_cli("listen", "--port", "70000", "--out", str(tmp_path / "o"), "--model", model_name)
+    assert r.returncode == 2 and "--port" in r.stderr
+    r = run_cli("listen", "--port", "0", "--out", str(tmp_path / "o"), "--ae-title", "X" * 17)
+    assert r.returncode == 2 and "--ae-title" in r.stderr
+
+
+def test_listen_port_in_use(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    import socket
+
+    from tests.batch_support import run_cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_cli("listen", "--port", str(port), "--out", str(tmp_path / "o"), "--model", model_name,
+                    timeout=120)
+    assert r.returncode == 2 and "cannot listen" in r.stderr, r.stderr
+
+
+def test_spool_names_and_duplicates(tmp_path: Path) -> None:
+    from desktop.core.dicomnet.spool import Spool, film_name
+
+    assert film_name("1.2.3") == "1.2.3.dcm"
+    assert film_name("../../etc/passwd").startswith("x") and "/" not in film_name("../../etc/passwd")
+    spool = Spool(tmp_path)
+    (spool.dir / ".1.2.3.dcm.abc.tmp").write_bytes(b"half")  # a kill during a write
+    spool = Spool(tmp_path)
+    assert not list(spool.dir.iterdir())
+    assert spool.store("1.2.3", b"data") is not None
+    assert spool.store("1.2.3", b"data") is None
+    film = spool.pending()[0]
+    spool.archive(film)
+    assert spool.pending() == [] and spool.store("1.2.3", b"other") is None
+
+
+def test_storage_classes_are_the_radiographs() -> None:
+    from desktop.core.dicomnet.listener import STORAGE_SOP_CLASSES
+
+    assert CR in STORAGE_SOP_CLASSES and SC in STORAGE_SOP_CLASSES and CT not in STORAGE_SOP_CLASSES
+    assert shutil.which  # keep the import used where dciodvfy is absent
