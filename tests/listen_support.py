@@ -81,8 +81,11 @@ def send(port: int, files: Sequence[Path], *, ae_title: str = "CXRSCREENER", cal
                 out.append(int(status.Status) if status else "no response")
             except ValueError as exc:  # no accepted presentation context
                 out.append(f"refused: {exc}")
+            except Exception as exc:  # the peer went away mid-association
+                out.append(f"failed: {type(exc).__name__}")
     finally:
-        assoc.release()
+        with contextlib.suppress(Exception):
+            assoc.release()
     return out
 
 

@@ -23,6 +23,7 @@ from tests.listen_support import (
     SR_COMPREHENSIVE,
     ListenProcess,
     free_port,
+    in_thread,
     make_films,
     pacs,
     rows_of,
@@ -114,33 +115,50 @@ def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Pa
 
 
 def test_listen_kill9_and_restart(tmp_path: Path, model_name: str) -> None:  # noqa: F811
-    films = make_films(tmp_path / "films", 24, size=256)
+    """kill -9 while films arrive and are screened; restart, the modality sends again: 0 lost, 0 twice."""
+    films = make_films(tmp_path / "films", 40, size=320)
     out = tmp_path / "received"
     port = free_port()
     proc = ListenProcess(out, port, "--model", model_name, "--workers", "1")
+    statuses: list[int | str] = []
     try:
         proc.wait_listening()
-        assert send(port, films) == [0] * len(films)
+        sender = in_thread(lambda: statuses.extend(send(port, films)))
         deadline = time.monotonic() + 120
-        while len(rows_of(out / "results.csv")) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        spool = out / "spool"
+
+        def waiting() -> int:  # received and not yet screened
+            return len([p for p in spool.iterdir() if not p.name.startswith(".")]) if spool.exists() else 0
+
+        while time.monotonic() < deadline and not (len(rows_of(out / "results.csv")) >= 1 and waiting() >= 6):
+            time.sleep(0.01)
+        at_kill = waiting()
     finally:
-        proc.kill9()  # mid-batch (or, on a fast machine, just after)
+        proc.kill9()
+    sender.join(60)
     before = rows_of(out / "results.csv")
-    assert len(before) >= 3
+    acknowledged = [f for f, s in zip(films, statuses, strict=False) if s == 0]
+    print(f"at kill -9: {len(acknowledged)} films acknowledged, {len(before)} rows, {at_kill} in the spool")
+    assert before and len(before) < len(films)  # killed mid-batch
+    uid = {f: f"{pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm" for f in films}
+    assert {r["path"] for r in before} <= {uid[f] for f in acknowledged}
     proc = ListenProcess(out, port, "--model", model_name, log_name="listen2.log")
     try:
         proc.wait_listening()
+        # the films received before the kill are screened on restart, before anything is sent
+        wait_rows(out / "results.csv", len(acknowledged), proc=proc)
+        # the modality sends again what it sent (the unacknowledged ones and, for some, all)
+        assert send(port, films) == [0] * len(films)
         rows = wait_rows(out / "results.csv", len(films), proc=proc)
         time.sleep(1.5)
         rows = rows_of(out / "results.csv")
     finally:
         assert proc.stop() == 0, proc.text()
     paths = [r["path"] for r in rows]
-    expected = {f"{pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm" for f in films}
-    assert set(paths) == expected  # 0 lost
+    assert set(paths) == set(uid.values())  # 0 lost
     assert len(paths) == len(set(paths)) == len(films)  # 0 duplicated
     assert all(r["status"] == "ok" for r in rows)
+    assert "duplicate" in proc.text() or len(acknowledged) == 0
 
 
 def test_listen_send_to_pacs(tmp_path: Path, model_name: str) -> None:  # noqa: F811

@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--page-size", choices=("A4", "Letter"), default="A4", type=_page_size, help="paper size (default A4)")
     p.add_argument("--window", nargs=2, type=float, metavar=("CENTER", "WIDTH"), help="display window for the X-ray")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.pdf if it exists")
+    p.add_argument("--dicom-results", metavar="DIR",
+                   help="also write a Secondary Capture (heatmap) and a Structured Report of a DICOM film here")
     p.set_defaults(handler=run)
 
 
@@ -96,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
         args.output, xray, prediction, heatmap, loaded.bundle, info,
         anonymize=args.anonymize, overwrite=args.overwrite, window=window,
     )
+    if args.dicom_results:  # desktop.core.dicomnet: SC + SR in the film's study
+        from desktop.core.dicomnet.screening import results_for_prediction
+
+        written = results_for_prediction(args.file, xray, prediction, heatmap, loaded, args.dicom_results,
+                                         anonymize=args.anonymize)
+        if sys.stderr is not None:
+            sys.stderr.write(f"DICOM results: {written.sc}, {written.sr}\n" if written else
+                             "cxr-screener report: not a DICOM file: no DICOM results written\n")
     audit = AuditLog(operator=operator)
     audit.record(
         "report",

@@ -122,4 +122,28 @@ class ResultsMaker:
         return heatmap_panel(xray.pixels, heat.upsample(xray.pixels.shape))
 
 
-__all__ = ["HEATMAPS_NAME", "ResultsMaker", "heatmap_path", "screen_folder"]
+def results_for_prediction(
+    film: str | os.PathLike[str],
+    xray: Any,
+    prediction: Any,
+    heatmap: Any,
+    loaded: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    anonymize: bool = False,
+    site: str | None = None,
+) -> WrittenResults | None:
+    """The DICOM results of one film screened with ``explain`` (``cxr-screener report``).
+
+    None when ``film`` is not a DICOM file (PNG and JPEG have no study to join).
+    """
+    from desktop.core.overlay import heatmap_panel
+
+    if not is_dicom_film(film):
+        return None
+    panel = heatmap_panel(xray.pixels, heatmap.upsample(xray.pixels.shape))
+    info = ResultInfo.from_result(prediction, model_sha256=loaded.sha256, site=site)
+    return write_results(film, panel, info, out_dir, anonymize=anonymize)
+
+
+__all__ = ["HEATMAPS_NAME", "ResultsMaker", "heatmap_path", "results_for_prediction", "screen_folder"]
