@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--operating-point", metavar="NAME", help="decision threshold by name (default: the model's)")
     p.add_argument("--anonymize", action="store_true",
                    help="pseudonymise patient data in the DICOM results")
-    p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: one per core, at most 4)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="decoding processes for a backlog of 16 films or more (default 0: films are decoded "
+                        "one by one as they come, which is faster for films arriving over the network)")
     p.add_argument("--operator", help="operator recorded in the audit log (default: $CXR_SCREENER_OPERATOR or login)")
     p.set_defaults(handler=run)
 

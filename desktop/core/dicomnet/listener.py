@@ -66,6 +66,9 @@ TRANSFER_SYNTAXES = (
     "1.2.840.10008.1.2.4.91",  # JPEG 2000
     "1.2.840.10008.1.2.5",  # RLE Lossless
 )
+#: Films waiting before a pass uses decoding processes (when ``workers`` asks for them): starting
+#: a pool of processes costs seconds, more than decoding a few films in the worker thread.
+POOL_MIN_FILMS = 16
 STATUS_SUCCESS = 0x0000
 STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -85,8 +88,8 @@ class ListenerConfig:
     send: SendTarget | None = None
     site: str | None = None
     anonymize: bool = False
-    #: decoding processes for a pass of many films (None: the scan's default)
-    workers: int | None = None
+    #: decoding processes for a pass of at least POOL_MIN_FILMS films (0: decode in the worker thread)
+    workers: int = 0
 
     def check(self) -> None:
         """ValueError naming the bad option."""
@@ -278,11 +281,14 @@ class Listener:
     def _pass(self, maker: ResultsMaker | None, heatmaps: Path | None) -> None:
         pending = self.spool.pending()
         if pending:
-            workers = 0 if len(pending) <= 2 else self.config.workers
+            workers = self.config.workers if self.config.workers and len(pending) >= POOL_MIN_FILMS else 0
+            t0 = time.monotonic()
+            log.info("pass over %d film(s), %s decoding processes", len(pending), workers)
             for result in screen_folder(self.spool.dir, self.loaded, results_csv=self.results_csv,
                                         heatmap_dir=heatmaps, cancel=self._cancel, workers=workers,
                                         audit=self.audit):
                 self._finish(result, maker)
+            log.info("pass done in %.2f s", time.monotonic() - t0)
             if not self._stop.is_set():
                 self._sweep(maker)
         if self.outbox is not None and not self._stop.is_set():
