@@ -57,7 +57,7 @@ def send(port: int, files: Sequence[Path], *, ae_title: str = "CXRSCREENER", cal
     import pydicom
     from pynetdicom import AE
 
-    datasets = [pydicom.dcmread(f) for f in files]
+    datasets = [pydicom.dcmread(f, stop_before_pixels=sop_class is None) for f in files]
     ae = AE(ae_title=calling)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     for ds in datasets:
@@ -72,12 +72,12 @@ def send(port: int, files: Sequence[Path], *, ae_title: str = "CXRSCREENER", cal
         return ["no association"] * len(datasets)
     out: list[int | str] = []
     try:
-        for ds in datasets:
+        for f, ds in zip(files, datasets, strict=True):
             if sop_class:
                 ds.SOPClassUID = sop_class
                 ds.file_meta.MediaStorageSOPClassUID = sop_class
-            try:
-                status = assoc.send_c_store(ds)
+            try:  # a file as it is (encoded once, as a modality's store), or the changed data set
+                status = assoc.send_c_store(ds if sop_class else Path(f))
                 out.append(int(status.Status) if status else "no response")
             except ValueError as exc:  # no accepted presentation context
                 out.append(f"refused: {exc}")

@@ -67,10 +67,14 @@ def test_sc_and_sr_in_the_study(tmp_path: Path) -> None:
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"
     for obj in (sc, sr):
         assert obj.StudyInstanceUID == src.StudyInstanceUID
-        assert obj.PatientID == "P123" and str(obj.PatientName) == "Doe^John"
-        assert obj.AccessionNumber == "ACC9" and obj.StudyDate == "20240301"
-        assert obj.SeriesInstanceUID != src.SeriesInstanceUID and obj.SOPInstanceUID != src.SOPInstanceUID
-    assert sc.PhotometricInterpretation == "RGB" and sc.BurnedInAnnotation == "YES"
+        assert obj.PatientID == "P123"
+        assert str(obj.PatientName) == "Doe^John"
+        assert obj.AccessionNumber == "ACC9"
+        assert obj.StudyDate == "20240301"
+        assert obj.SeriesInstanceUID != src.SeriesInstanceUID
+        assert obj.SOPInstanceUID != src.SOPInstanceUID
+    assert sc.PhotometricInterpretation == "RGB"
+    assert sc.BurnedInAnnotation == "YES"
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
     assert sc.Rows > 300  # the film under the result banner
     assert "not a diagnosis" in sc.ImageComments.lower()
@@ -82,7 +86,8 @@ def test_sc_and_sr_in_the_study(tmp_path: Path) -> None:
         assert expected in texts
     ref = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
-    assert sr.CompletionFlag == "COMPLETE" and sr.VerificationFlag == "UNVERIFIED"
+    assert sr.CompletionFlag == "COMPLETE"
+    assert sr.VerificationFlag == "UNVERIFIED"
 
 
 def test_results_are_the_same_objects_when_made_again(tmp_path: Path) -> None:
@@ -111,7 +116,8 @@ def test_anonymized_results_carry_no_patient_data(tmp_path: Path) -> None:
         dump = str(ds)
         for secret in ("Doe", "John", "P123", "19600101", "ACC9", "General Hospital", "Who^Dr", "101010"):
             assert secret not in dump, secret
-        assert ds.PatientID.startswith("ANON-") and ds.StudyDate == "20240101"
+        assert ds.PatientID.startswith("ANON-")
+        assert ds.StudyDate == "20240101"
         assert ds.StudyInstanceUID == src.StudyInstanceUID
         assert ds.PatientIdentityRemoved == "YES"
 
@@ -121,10 +127,13 @@ def test_burned_in_banner_has_the_result_and_the_disclaimer() -> None:
 
     panel = np.full((400, 500, 3), 128, np.uint8)
     out = burn_in(panel, _info())
-    assert out.shape[1] == 500 and out.shape[0] > 400
+    assert out.shape[1] == 500
+    assert out.shape[0] > 400
     banner = out[: out.shape[0] - 400]
-    assert (banner == 0).mean() > 0.5 and (banner > 200).any()  # black strip with light text
-    assert (banner[..., 0] > 200).any() and (banner[..., 2] < 60).any()  # the yellow disclaimer
+    assert (banner == 0).mean() > 0.5
+    assert (banner > 200).any()
+    assert (banner[..., 0] > 200).any()
+    assert (banner[..., 2] < 60).any()
     np.testing.assert_array_equal(out[-400:], panel)
     big = burn_in(np.zeros((3000, 2500, 3), np.uint8), _info())
     assert max(big.shape[:2]) <= 2048 + 200

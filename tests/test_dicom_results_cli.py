@@ -22,7 +22,8 @@ def test_scan_dicom_results(tmp_path: Path, model_name: str) -> None:  # noqa: F
                 "--dicom-results", str(results), "--anonymize", "--no-progress", "--workers", "0")
     assert r.returncode == 0, r.stderr
     _, rows = read_csv(tmp_path / "out" / "results.csv")
-    assert len(rows) == 3 and all(row["status"] == "ok" for row in rows)
+    assert len(rows) == 3
+    assert all(row["status"] == "ok" for row in rows)
     written = sorted(results.glob("*.dcm"))
     assert len(written) == 4  # the PNG has no study: no results for it
     classes = sorted(str(assert_valid_dicom(f).SOPClassUID) for f in written)
@@ -31,7 +32,8 @@ def test_scan_dicom_results(tmp_path: Path, model_name: str) -> None:  # noqa: F
     for f in written:
         ds = pydicom.dcmread(f)
         assert ds.StudyInstanceUID in studies
-        assert str(ds.PatientID).startswith("ANON-") and "Doe" not in str(ds)
+        assert str(ds.PatientID).startswith("ANON-")
+        assert "Doe" not in str(ds)
 
 
 def test_report_dicom_results(tmp_path: Path, model_name: str) -> None:  # noqa: F811
@@ -45,8 +47,10 @@ def test_report_dicom_results(tmp_path: Path, model_name: str) -> None:  # noqa:
     written = sorted(results.glob("*.dcm"))
     assert [f.name for f in written] == [f"{src.SOPInstanceUID}_SC.dcm", f"{src.SOPInstanceUID}_SR.dcm"]
     sr = assert_valid_dicom(written[1])
-    assert model_name in str(sr) and sr.PatientID == src.PatientID
+    assert model_name in str(sr)
+    assert sr.PatientID == src.PatientID
     png = make_png(tmp_path / "x.png", seed=2)
     r = run_cli("report", str(png), "-o", str(tmp_path / "r2.pdf"), "--model", model_name,
                 "--dicom-results", str(tmp_path / "none"))
-    assert r.returncode == 0 and "not a DICOM file" in r.stderr
+    assert r.returncode == 0
+    assert "not a DICOM file" in r.stderr

@@ -14,8 +14,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.batch_support import model_name  # noqa: F401  (fixture)
-from tests.batch_support import bundle_source  # noqa: F401  (fixture)
+from tests.batch_support import (
+    bundle_source,  # noqa: F401  (fixture)
+    model_name,  # noqa: F401  (fixture)
+)
 from tests.listen_support import (
     CR,
     CT,
@@ -58,7 +60,7 @@ def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Pa
         # a modality: the chest films and one CT in the same association
         statuses = send(port, [*films[:2], ct, *films[2:]])
         assert statuses[0] == statuses[1] == 0
-        assert isinstance(statuses[2], str) and "refused" in statuses[2], statuses  # CT context rejected
+        assert "refused" in str(statuses[2]), statuses  # CT: presentation context rejected
         assert statuses[3:] == [0, 0, 0]
         # a CT sent under the Secondary Capture class arrives, and is recorded as an error
         assert send(port, [ct], sop_class=SC) == [0]
@@ -79,7 +81,8 @@ def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Pa
     ok = [r for r in rows if r["status"] == "ok"]
     errors = [r for r in rows if r["status"] != "ok"]
     assert len(ok) == len(films), rows
-    assert len(errors) == 1 and "CT" in errors[0]["error"], errors
+    assert len(errors) == 1, errors
+    assert "CT" in errors[0]["error"], errors
     assert {r["model"] for r in ok} == {model_name}
     sources = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in films}
     assert {r["path"].removesuffix(".dcm") for r in ok} == set(sources)
@@ -92,15 +95,18 @@ def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Pa
     for uid, objs in by_source.items():
         src = pydicom.dcmread(sources[uid], stop_before_pixels=True)
         sc, sr = objs["SC"], objs["SR"]
-        assert sc.SOPClassUID == SC and sr.SOPClassUID == SR_COMPREHENSIVE
+        assert sc.SOPClassUID == SC
+        assert sr.SOPClassUID == SR_COMPREHENSIVE
         for obj in (sc, sr):
             assert obj.StudyInstanceUID == src.StudyInstanceUID
             assert obj.SeriesInstanceUID != src.SeriesInstanceUID
             assert obj.SOPInstanceUID != src.SOPInstanceUID
-            assert obj.PatientID == src.PatientID and obj.PatientName == src.PatientName
+            assert obj.PatientID == src.PatientID
+            assert obj.PatientName == src.PatientName
         assert sc.SeriesInstanceUID != sr.SeriesInstanceUID
         text = str(sr)
-        assert model_name in text and "Clinic A" in text
+        assert model_name in text
+        assert "Clinic A" in text
         ref = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
         assert ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == uid
         row = next(r for r in ok if r["path"] == f"{uid}.dcm")
@@ -139,7 +145,8 @@ def test_listen_kill9_and_restart(tmp_path: Path, model_name: str) -> None:  # n
     before = rows_of(out / "results.csv")
     acknowledged = [f for f, s in zip(films, statuses, strict=False) if s == 0]
     print(f"at kill -9: {len(acknowledged)} films acknowledged, {len(before)} rows, {at_kill} in the spool")
-    assert before and len(before) < len(films)  # killed mid-batch
+    assert before
+    assert len(before) < len(films)
     uid = {f: f"{pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm" for f in films}
     assert {r["path"] for r in before} <= {uid[f] for f in acknowledged}
     proc = ListenProcess(out, port, "--model", model_name, log_name="listen2.log")
@@ -182,8 +189,10 @@ def test_listen_send_to_pacs(tmp_path: Path, model_name: str) -> None:  # noqa: 
     for ds in got:
         assert ds.StudyInstanceUID in {s.StudyInstanceUID for s in sources}
         assert str(ds.PatientID).startswith("ANON-")  # --anonymize honoured
-        assert "Doe" not in str(ds.PatientName) and "PID" not in str(ds)
-        assert "ACC0" not in str(ds) and "19700101" not in str(ds)
+        assert "Doe" not in str(ds.PatientName)
+        assert "PID" not in str(ds)
+        assert "ACC0" not in str(ds)
+        assert "19700101" not in str(ds)
     assert not [p for p in (out / "outbox").iterdir() if not p.name.startswith(".")]  # all sent
 
 
@@ -191,11 +200,14 @@ def test_listen_refuses_bad_options(tmp_path: Path, model_name: str) -> None:  #
     from tests.batch_support import run_cli
 
     r = run_cli("listen", "--port", "0", "--out", str(tmp_path / "o"), "--send", "127.0.0.1:1")
-    assert r.returncode == 2 and "--send needs --dicom-results" in r.stderr
+    assert r.returncode == 2
+    assert "--send needs --dicom-results" in r.stderr
     r = run_cli("listen", "--port", "70000", "--out", str(tmp_path / "o"), "--model", model_name)
-    assert r.returncode == 2 and "--port" in r.stderr
+    assert r.returncode == 2
+    assert "--port" in r.stderr
     r = run_cli("listen", "--port", "0", "--out", str(tmp_path / "o"), "--ae-title", "X" * 17)
-    assert r.returncode == 2 and "--ae-title" in r.stderr
+    assert r.returncode == 2
+    assert "--ae-title" in r.stderr
 
 
 def test_listen_port_in_use(tmp_path: Path, model_name: str) -> None:  # noqa: F811
@@ -209,14 +221,16 @@ def test_listen_port_in_use(tmp_path: Path, model_name: str) -> None:  # noqa: F
         port = s.getsockname()[1]
         r = run_cli("listen", "--port", str(port), "--out", str(tmp_path / "o"), "--model", model_name,
                     timeout=120)
-    assert r.returncode == 2 and "cannot listen" in r.stderr, r.stderr
+    assert r.returncode == 2, r.stderr
+    assert "cannot listen" in r.stderr
 
 
 def test_spool_names_and_duplicates(tmp_path: Path) -> None:
     from desktop.core.dicomnet.spool import Spool, film_name
 
     assert film_name("1.2.3") == "1.2.3.dcm"
-    assert film_name("../../etc/passwd").startswith("x") and "/" not in film_name("../../etc/passwd")
+    assert film_name("../../etc/passwd").startswith("x")
+    assert "/" not in film_name("../../etc/passwd")
     spool = Spool(tmp_path)
     (spool.dir / ".1.2.3.dcm.abc.tmp").write_bytes(b"half")  # a kill during a write
     spool = Spool(tmp_path)
@@ -225,11 +239,14 @@ def test_spool_names_and_duplicates(tmp_path: Path) -> None:
     assert spool.store("1.2.3", b"data") is None
     film = spool.pending()[0]
     spool.archive(film)
-    assert spool.pending() == [] and spool.store("1.2.3", b"other") is None
+    assert spool.pending() == []
+    assert spool.store("1.2.3", b"other") is None
 
 
 def test_storage_classes_are_the_radiographs() -> None:
     from desktop.core.dicomnet.listener import STORAGE_SOP_CLASSES
 
-    assert CR in STORAGE_SOP_CLASSES and SC in STORAGE_SOP_CLASSES and CT not in STORAGE_SOP_CLASSES
+    assert CR in STORAGE_SOP_CLASSES
+    assert SC in STORAGE_SOP_CLASSES
+    assert CT not in STORAGE_SOP_CLASSES
     assert shutil.which  # keep the import used where dciodvfy is absent

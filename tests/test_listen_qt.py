@@ -23,7 +23,8 @@ def test_receiving_panel(qtbot, tmp_path: Path, model_name: str) -> None:  # typ
     port = free_port()
     panel.port.setValue(port)
     assert panel.start()
-    assert not panel.port.isEnabled() and panel.start_button.text() == "Stop receiving"
+    assert not panel.port.isEnabled()
+    assert panel.start_button.text() == "Stop receiving"
     assert f"127.0.0.1:{port}" in panel.status.text()
     films = make_films(tmp_path / "films", 2)
     assert send(port, films) == [0, 0]
@@ -35,16 +36,19 @@ def test_receiving_panel(qtbot, tmp_path: Path, model_name: str) -> None:  # typ
     with qtbot.waitSignal(panel.listenerEvent, timeout=20_000,
                           check_params_cb=lambda e: e.kind == "stopped"):
         panel.toggle()
-    assert panel.start_button.text() == "Start receiving" and panel.port.isEnabled()
+    assert panel.start_button.text() == "Start receiving"
+    assert panel.port.isEnabled()
     assert not panel.running
     # the port is free again: a second start works; a busy port is reported, not raised
     assert panel.start()
     other = QtReceivingPanel(model_name=model_name, out_dir=tmp_path / "other")
     qtbot.addWidget(other)
     other.port.setValue(port)
-    assert not other.start() and "Could not start" in other.status.text()
+    assert not other.start()
+    assert "Could not start" in other.status.text()
     panel.shutdown()
     window = QMainWindow()
     qtbot.addWidget(window)
     docked = open_receiving_panel(window, model_name=model_name, out_dir=tmp_path / "d")
-    assert docked.parent() is not None and not docked.running
+    assert docked.parent() is not None
+    assert not docked.running

@@ -63,7 +63,8 @@ def test_watch_screens_complete_files_once(tmp_path: Path, model_name: str) -> N
         rows = rows_of(out / "results.csv")
     finally:
         w.stop()
-    assert [r["path"] for r in rows].count("after.png") == 1 and len(rows) == 4
+    assert [r["path"] for r in rows].count("after.png") == 1
+    assert len(rows) == 4
 
 
 def test_watch_rescreens_a_replaced_file(tmp_path: Path, model_name: str) -> None:  # noqa: F811
@@ -77,7 +78,8 @@ def test_watch_rescreens_a_replaced_file(tmp_path: Path, model_name: str) -> Non
         rows = wait_rows(out / "results.csv", 2, timeout=60)
     finally:
         w.stop()
-    assert [r["path"] for r in rows] == ["a.png", "a.png"] and rows[0]["sha256"] != rows[1]["sha256"]
+    assert [r["path"] for r in rows] == ["a.png", "a.png"]
+    assert rows[0]["sha256"] != rows[1]["sha256"]
 
 
 def test_watch_cli_stops_on_sigterm(tmp_path: Path, model_name: str) -> None:  # noqa: F811
@@ -109,4 +111,5 @@ def test_watch_refuses_a_missing_folder(tmp_path: Path) -> None:
     from tests.batch_support import run_cli
 
     r = run_cli("watch", str(tmp_path / "nope"))
-    assert r.returncode == 2 and "folder not found" in r.stderr
+    assert r.returncode == 2
+    assert "folder not found" in r.stderr

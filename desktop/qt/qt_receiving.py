@@ -48,7 +48,7 @@ LAST_RESULTS = 50
 class _QtRelay(QObject):
     """Carries listener events (from its threads) to the GUI thread."""
 
-    event = Signal(object)
+    received = Signal(object)
 
 
 class QtReceivingPanel(QWidget):
@@ -71,7 +71,7 @@ class QtReceivingPanel(QWidget):
         self._load_model = load_model
         self.listener: Listener | None = None
         self._relay = _QtRelay(self)
-        self._relay.event.connect(self._on_event)
+        self._relay.received.connect(self._on_event)
 
         self.port = QSpinBox(minimum=1, maximum=65535, value=DEFAULT_PORT)
         self.ae_title = QLineEdit(DEFAULT_AE_TITLE)
@@ -139,7 +139,7 @@ class QtReceivingPanel(QWidget):
             dicom_results=out / "dicom-results" if self.dicom_results.isChecked() else None,
         )
         try:
-            listener = Listener(config, self._model_loader(), on_event=self._relay.event.emit)
+            listener = Listener(config, self._model_loader(), on_event=self._relay.received.emit)
             listener.start()
         except (CXRError, OSError, ValueError) as exc:
             self.status.setText(f"Could not start: {exc}")

@@ -172,7 +172,7 @@ class Listener:
         ae.add_supported_context(VERIFICATION_SOP_CLASS)
         ae.maximum_pdu_size = 0  # no limit: fewer PDUs for large films
         ae.network_timeout = 60
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
+        handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
                     (evt.EVT_ACCEPTED, self._on_accepted)]
         self._server = ae.start_server((self.config.host, int(self.config.port)), block=False,
                                        evt_handlers=handlers)

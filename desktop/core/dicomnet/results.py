@@ -27,10 +27,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -383,7 +383,7 @@ def read_film(path: str | os.PathLike[str]) -> Any:
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many kinds
-        raise NotAnImageError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc
+        raise NotAnImageError(Path(path), f"not a readable DICOM file ({type(exc).__name__})") from exc
 
 
 def write_results(
@@ -406,8 +406,8 @@ def write_results(
     ref = read_film(film) if isinstance(film, (str, os.PathLike)) else film
     for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SOPClassUID"):
         if not str(ref.get(keyword, "") or ""):
-            name = film if isinstance(film, (str, os.PathLike)) else None
-            raise CXRError(name, f"has no {keyword}: no DICOM results can be made for it")
+            where = Path(film) if isinstance(film, (str, os.PathLike)) else None
+            raise CXRError(where, f"has no {keyword}: no DICOM results can be made for it")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -417,11 +417,17 @@ def write_results(
     sr = build_sr(ref, info, anonymize=anonymize)
     sc_name, sr_name = results_names(str(ref.SOPInstanceUID))
     paths = []
-    for ds, name in ((sc, sc_name), (sr, sr_name)):
-        paths.append(atomic_write_with(out / name, lambda fh, ds=ds: ds.save_as(fh, enforce_file_format=True),
-                                       overwrite=overwrite))
+    for ds, file_name in ((sc, sc_name), (sr, sr_name)):
+        paths.append(atomic_write_with(out / file_name, _saver(ds), overwrite=overwrite))
     log.info("DICOM results written: %s, %s", paths[0].name, paths[1].name)
     return WrittenResults(paths[0], paths[1])
+
+
+def _saver(ds: Any) -> Callable[[IO[bytes]], None]:
+    def save(fh: IO[bytes]) -> None:
+        ds.save_as(fh, enforce_file_format=True)
+
+    return save
 
 
 def panel_from_png(path: str | os.PathLike[str]) -> np.ndarray:

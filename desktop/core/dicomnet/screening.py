@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .results import ResultInfo, WrittenResults, is_dicom_film, panel_from_png, results_names, write_results
+from .results import (
+    ResultInfo,
+    WrittenResults,
+    is_dicom_film,
+    panel_from_png,
+    results_names,
+    write_results,
+)
 
 log = logging.getLogger(__name__)
 
