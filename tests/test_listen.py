@@ -123,9 +123,11 @@ def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Pa
 def test_listen_kill9_and_restart(tmp_path: Path, model_name: str) -> None:  # noqa: F811
     """kill -9 while films arrive and are screened; restart, the modality sends again: 0 lost, 0 twice."""
     films = make_films(tmp_path / "films", 40, size=320)
-    out = tmp_path / "received"
+    out, results = tmp_path / "received", tmp_path / "dicom-results"
     port = free_port()
-    proc = ListenProcess(out, port, "--model", model_name, "--workers", "1")
+    # with DICOM results (Grad-CAM, SC, SR per film) screening is slower than receiving: a backlog
+    args = ("--model", model_name, "--dicom-results", str(results))
+    proc = ListenProcess(out, port, *args)
     statuses: list[int | str] = []
     try:
         proc.wait_listening()
@@ -149,7 +151,7 @@ def test_listen_kill9_and_restart(tmp_path: Path, model_name: str) -> None:  # n
     assert len(before) < len(films)
     uid = {f: f"{pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID}.dcm" for f in films}
     assert {r["path"] for r in before} <= {uid[f] for f in acknowledged}
-    proc = ListenProcess(out, port, "--model", model_name, log_name="listen2.log")
+    proc = ListenProcess(out, port, *args, log_name="listen2.log")
     try:
         proc.wait_listening()
         # the films received before the kill are screened on restart, before anything is sent
@@ -166,6 +168,9 @@ def test_listen_kill9_and_restart(tmp_path: Path, model_name: str) -> None:  # n
     assert len(paths) == len(set(paths)) == len(films)  # 0 duplicated
     assert all(r["status"] == "ok" for r in rows)
     assert "duplicate" in proc.text() or len(acknowledged) == 0
+    # every film has its SC and SR, once
+    assert sorted(p.name for p in results.glob("*.dcm")) == sorted(
+        f"{u.removesuffix('.dcm')}_{kind}.dcm" for u in uid.values() for kind in ("SC", "SR"))
 
 
 def test_listen_send_to_pacs(tmp_path: Path, model_name: str) -> None:  # noqa: F811
@@ -250,3 +255,60 @@ def test_storage_classes_are_the_radiographs() -> None:
     assert SC in STORAGE_SOP_CLASSES
     assert CT not in STORAGE_SOP_CLASSES
     assert shutil.which  # keep the import used where dciodvfy is absent
+
+
+def test_restart_after_a_crash_between_row_and_archive(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    """A film whose row is written but which is still in the spool: archived, its results made, no new row."""
+    from desktop.core.commands._model import load_model
+    from desktop.core.dicomnet.listener import Listener, ListenerConfig
+
+    loaded = load_model(model_name, None)
+    out, results = tmp_path / "received", tmp_path / "dres"
+    film = make_films(tmp_path / "films", 1)[0]
+
+    def run_once(send_film: bool) -> None:
+        port = free_port()
+        listener = Listener(ListenerConfig(out_dir=out, port=port, dicom_results=results), lambda: loaded)
+        listener.start()
+        try:
+            if send_film:
+                assert send(port, [film]) == [0]
+            deadline = time.monotonic() + 60
+            while (listener.spool.pending() or listener.stats.screened == 0) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            listener.stop()
+
+    run_once(True)
+    rows = rows_of(out / "results.csv")
+    assert len(rows) == 1
+    name = rows[0]["path"]
+    (out / "films" / name).rename(out / "spool" / name)  # as if killed before the move
+    for f in results.glob("*.dcm"):
+        f.unlink()  # and before its results were written
+    run_once(False)
+    assert rows_of(out / "results.csv") == rows  # not screened again
+    assert (out / "films" / name).exists() and not (out / "spool" / name).exists()
+    assert len(list(results.glob("*.dcm"))) == 2
+
+
+def test_ctrl_c_stops_within_seconds_mid_backlog(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    films = make_films(tmp_path / "films", 20, size=320)
+    out = tmp_path / "received"
+    port = free_port()
+    proc = ListenProcess(out, port, "--model", model_name, "--dicom-results", str(tmp_path / "dres"))
+    try:
+        proc.wait_listening()
+        assert send(port, films) == [0] * len(films)
+        t0 = time.monotonic()
+        code = proc.stop(signal.SIGINT, timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if proc.alive():
+            proc.kill9()
+    assert code == 0, proc.text()
+    assert took < 10, took
+    rows = rows_of(out / "results.csv")
+    waiting = [p for p in (out / "spool").iterdir() if not p.name.startswith(".")]
+    assert len(rows) + len(waiting) == len(films)  # screened, or waiting for the next start
+    assert f"{len(waiting)} left to screen" in proc.text()
