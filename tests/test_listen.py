@@ -288,7 +288,8 @@ def test_restart_after_a_crash_between_row_and_archive(tmp_path: Path, model_nam
         f.unlink()  # and before its results were written
     run_once(False)
     assert rows_of(out / "results.csv") == rows  # not screened again
-    assert (out / "films" / name).exists() and not (out / "spool" / name).exists()
+    assert (out / "films" / name).exists()
+    assert not (out / "spool" / name).exists()
     assert len(list(results.glob("*.dcm"))) == 2
 
 

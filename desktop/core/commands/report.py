@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dicom_results:  # desktop.core.dicomnet: SC + SR in the film's study
         from desktop.core.dicomnet.screening import results_for_prediction
 
-        written = results_for_prediction(args.file, xray, prediction, heatmap, loaded, args.dicom_results,
-                                         anonymize=args.anonymize)
+        written = results_for_prediction(args.file, xray, prediction, heatmap, args.dicom_results,
+                                         model_sha256=loaded.sha256, anonymize=args.anonymize)
         if sys.stderr is not None:
             sys.stderr.write(f"DICOM results: {written.sc}, {written.sr}\n" if written else
                              "cxr-screener report: not a DICOM file: no DICOM results written\n")

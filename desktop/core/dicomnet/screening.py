@@ -134,22 +134,23 @@ def results_for_prediction(
     xray: Any,
     prediction: Any,
     heatmap: Any,
-    loaded: Any,
     out_dir: str | os.PathLike[str],
     *,
+    model_sha256: str | None = None,
     anonymize: bool = False,
     site: str | None = None,
 ) -> WrittenResults | None:
-    """The DICOM results of one film screened with ``explain`` (``cxr-screener report``).
+    """The DICOM results of one film screened with ``Predictor.explain`` (``report``, the GUI).
 
-    None when ``film`` is not a DICOM file (PNG and JPEG have no study to join).
+    ``model_sha256``: the bundle's ``card.sha256``. None when ``film`` is not
+    a DICOM file (PNG and JPEG have no study to join).
     """
     from desktop.core.overlay import heatmap_panel
 
     if not is_dicom_film(film):
         return None
     panel = heatmap_panel(xray.pixels, heatmap.upsample(xray.pixels.shape))
-    info = ResultInfo.from_result(prediction, model_sha256=loaded.sha256, site=site)
+    info = ResultInfo.from_result(prediction, model_sha256=model_sha256, site=site)
     return write_results(film, panel, info, out_dir, anonymize=anonymize)
 
 
