@@ -31,9 +31,6 @@ moved or shared; :attr:`ScanResult.path` is the full path.
 from __future__ import annotations
 
 import contextlib
-import csv
-import errno
-import io
 import logging
 import math
 import multiprocessing
@@ -49,25 +46,12 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from .errors import CXRError, OutputError, OutputExistsError
+from .errors import CXRError, OutputError
+from .results import ScanResult
+from .results_csv import CSV_COLUMNS, RESULTS_NAME, ResultsWriter, csv_text, csv_value, read_results
 
 log = logging.getLogger(__name__)
 
-#: The columns of ``results.csv``, in order (the first nine are the documented contract).
-CSV_COLUMNS = (
-    "path",
-    "sha256",
-    "status",
-    "label",
-    "p_covid",
-    "model",
-    "model_version",
-    "threshold",
-    "error",
-    "operating_point",
-    "error_kind",
-)
-RESULTS_NAME = "results.csv"
 #: A file that marks a folder as written by CXR Screener: scans skip such folders.
 OUTPUT_MARKER = ".cxr-screener-output"
 #: Seconds one file may take to read, decode and preprocess before it is given up.
@@ -83,49 +67,6 @@ DecodeFn = Callable[[str, "str | None", Any, bool], Any]
 # --------------------------------------------------------------------------
 # Values
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    """The outcome for one file. ``status`` is ``"ok"`` or ``"error"``."""
-
-    path: str
-    sha256: str
-    status: str
-    label: str | None
-    p_covid: float | None
-    model: str
-    model_version: str
-    operating_point: str | None
-    threshold: float | None
-    error: str | None
-    error_kind: str | None
-    #: The heatmap PNG written for this file, if heatmaps were asked for.
-    heatmap: str | None = None
-    #: The path as written in results.csv (relative to the scanned folder).
-    relpath: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def csv_row(self) -> list[str]:
-        def num(value: float | None, fmt: str) -> str:
-            return "" if value is None else format(value, fmt)
-
-        return [
-            csv_text(self.relpath or self.path),
-            self.sha256,
-            self.status,
-            self.label or "",
-            num(self.p_covid, ".6f"),
-            self.model,
-            self.model_version,
-            num(self.threshold, ".6g"),
-            csv_text(_one_line(self.error or "")),
-            self.operating_point or "",
-            self.error_kind or "",
-        ]
 
 
 class CancelToken:
@@ -156,24 +97,6 @@ class ScanStats:
     cancelled: bool = False
     elapsed_s: float = 0.0
     labels: dict[str, int] = field(default_factory=dict)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-#: A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
-
-
-def csv_text(value: str) -> str:
-    """``value`` made safe for spreadsheets: a leading formula character gets a ``'`` before it."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def csv_value(cell: str) -> str:
-    """The inverse of :func:`csv_text` (what the file name or message really is)."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_START) else cell
 
 
 # --------------------------------------------------------------------------
@@ -346,176 +269,6 @@ def list_files(
     walk(os.fspath(root), "")
     out.sort(key=lambda e: e.rel)
     return out
-
-
-# --------------------------------------------------------------------------
-# results.csv
-# --------------------------------------------------------------------------
-
-
-class ResultsWriter:
-    """Append rows to ``results.csv``: one ``write`` per row, then ``fsync``.
-
-    Opening never destroys an existing file unless ``overwrite``; with
-    ``resume`` an existing file is checked and a torn last line (a kill
-    mid-write) is cut off.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> None:
-        self.path = Path(path)
-        self.done: dict[str, str] = {}  # relpath -> sha256 of rows already in the file
-        self.models: set[tuple[str, str, str]] = set()  # (model, version, operating point) of its ok rows
-        self.rows_before = 0
-        self.repaired = False
-        self._fd: int | None = None
-        self._size = 0
-        self._open(resume=resume, overwrite=overwrite)
-
-    def _open(self, *, resume: bool, overwrite: bool) -> None:
-        p = self.path
-        if p.is_dir():
-            raise OutputError(p, "is a folder; give a file name")
-        exists = p.exists()
-        if exists and not resume and not overwrite:
-            raise OutputExistsError(p, "already exists", "resume it with --resume or replace it with --overwrite")
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(p, f"cannot create the folder {p.parent} ({exc.strerror or exc})") from exc
-        if exists and resume:
-            self._repair_and_load()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
-        if overwrite and not resume:
-            flags |= os.O_TRUNC
-        try:
-            self._fd = os.open(p, flags, 0o644)
-            self._size = os.fstat(self._fd).st_size
-        except OSError as exc:
-            raise OutputError(p, f"cannot write ({exc.strerror or exc})") from exc
-        if self._size == 0:
-            self._write(_csv_line(CSV_COLUMNS))
-
-    def _repair_and_load(self) -> None:
-        p = self.path
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            raise OutputError(p, f"cannot read it to resume ({exc.strerror or exc})") from exc
-        if not data:
-            return
-        good_end = data.rfind(b"\n") + 1
-        text = data[:good_end].decode("utf-8", errors="replace")
-        lines = text.splitlines(keepends=True)
-        if not lines:  # only a torn header
-            self._truncate_file(0)
-            return
-        header = next(csv.reader([lines[0]]))
-        if tuple(header[: len(CSV_COLUMNS)]) != CSV_COLUMNS[: len(header)] or len(header) < 9:
-            raise OutputError(p, "is not a CXR Screener results file; cannot resume it", "choose another --out")
-        if tuple(header) != CSV_COLUMNS:
-            raise OutputError(p, "was written by another version (different columns); cannot resume it")
-        offset = len(lines[0].encode())
-        for line in lines[1:]:
-            row = next(csv.reader([line]), [])
-            if len(row) != len(CSV_COLUMNS) or row[2] not in ("ok", "error"):
-                log.warning("%s: damaged row after %d rows, cut off", p, self.rows_before)
-                break
-            self.done[csv_value(row[0])] = row[1]
-            if row[2] == "ok":
-                self.models.add((row[5], row[6], row[9]))
-            self.rows_before += 1
-            offset += len(line.encode())
-        if offset != len(data):
-            self._truncate_file(offset)
-
-    def _truncate_file(self, size: int) -> None:
-        try:
-            with open(self.path, "r+b") as fh:
-                fh.truncate(size)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise OutputError(self.path, f"cannot repair it ({exc.strerror or exc})") from exc
-        self.repaired = True
-
-    def _write(self, data: bytes) -> None:
-        assert self._fd is not None
-        try:
-            written = os.write(self._fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, "No space left on device")
-            os.fsync(self._fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)  # never leave half a row
-            if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1)):
-                raise OutputError(self.path, "disk full: the scan stopped; the rows written so far are kept",
-                                  "free some space and run again with --resume") from exc
-            raise OutputError(self.path, f"cannot write ({exc.strerror or exc}); the rows written so far are kept") from exc
-        self._size += len(data)
-
-    def append(self, result: ScanResult) -> None:
-        self._write(_csv_line(result.csv_row()))
-        self.done[result.relpath or result.path] = result.sha256
-
-    def close(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> ResultsWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _csv_line(values: Sequence[str]) -> bytes:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue().encode("utf-8")
-
-
-def read_results(path: str | os.PathLike[str], *, folder: str | os.PathLike[str] | None = None) -> list[ScanResult]:
-    """The rows of a ``results.csv`` (a torn or damaged tail is ignored).
-
-    When a path appears twice (a file changed between a scan and its
-    resume), the later row wins. ``folder`` turns relative paths into full ones.
-    """
-    rows: dict[str, ScanResult] = {}
-    data = Path(path).read_bytes()
-    text = data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace")
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
-        return []
-    index = {name: i for i, name in enumerate(header)}
-    for row in reader:
-        if len(row) != len(header) or row[index["status"]] not in ("ok", "error"):
-            break
-
-        def get(name: str, row: list[str] = row) -> str:
-            i = index.get(name)
-            return row[i] if i is not None else ""
-
-        rel = csv_value(get("path"))
-        full = str(Path(folder) / rel) if folder is not None else rel
-        rows[rel] = ScanResult(
-            path=full,
-            sha256=get("sha256"),
-            status=get("status"),
-            label=get("label") or None,
-            p_covid=float(get("p_covid")) if get("p_covid") else None,
-            model=get("model"),
-            model_version=get("model_version"),
-            operating_point=get("operating_point") or None,
-            threshold=float(get("threshold")) if get("threshold") else None,
-            error=csv_value(get("error")) or None,
-            error_kind=get("error_kind") or None,
-            relpath=rel,
-        )
-    return list(rows.values())
 
 
 # --------------------------------------------------------------------------

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .filenames import display_name
+
 
 def _name(path: str | Path | None) -> str:
-    return "<bytes>" if path is None else str(path)
+    return "<bytes>" if path is None else display_name(str(path))
 
 
 class CXRError(Exception):

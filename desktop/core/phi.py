@@ -31,6 +31,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+from .filenames import utf8_safe
 from .imaging import StudyMetadata
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def pseudonym(value: str, *, key: bytes | None = None) -> str:
         return ""
     if _PSEUDONYM_RE.match(text):
         return text
-    digest = hmac.new(key if key is not None else installation_key(), text.encode("utf-8"), hashlib.sha256)
+    digest = hmac.new(key if key is not None else installation_key(), utf8_safe(text).encode("utf-8"), hashlib.sha256)
     return PREFIX + digest.hexdigest()[:8]
 
 

@@ -43,6 +43,7 @@ from desktop import __version__
 from . import phi
 from .errors import CXRError, OutputError
 from .fileio import atomic_write_with, check_writable
+from .filenames import display_name
 from .imaging import StudyMetadata, Window, XRay
 from .report_card import (
     bundle_field,
@@ -814,7 +815,7 @@ def _results_tables(ctx: _Ctx, rows: list[_Row], folder: str | os.PathLike[str],
         for i, row in enumerate(chunk, start=1):
             positive = row.label == ctx.positive_class
             thumb: Any = ImageBox(row.thumb, row.thumb_w, row.thumb_h) if row.thumb else para(DASH, st.cell)
-            file_text = row.file if anonymize else (row.relpath or _rel(row.path, folder))
+            file_text = row.file if anonymize else display_name(row.relpath or _rel(row.path, folder))
             decision = ("FLAGGED" if positive else "not flagged") + (f" ({row.op})" if row.op else "")
             data.append([
                 para(str(start + i), st.cell),
@@ -922,7 +923,7 @@ def write_batch_report(
         data = [[para("File", st.cell_bold), para("Reason", st.cell_bold)]]
         for r in sorted(failed, key=lambda r: str(r.path)):
             rel = str(getattr(r, "relpath", "") or "") or _rel(str(r.path), folder)
-            name = phi.file_label(r.path, anonymize=anonymize) if anonymize else rel
+            name = phi.file_label(r.path, anonymize=anonymize) if anonymize else display_name(rel)
             reason = _reason_without_path(str(r.error or getattr(r, "error_kind", "") or "unknown error"),
                                           str(r.path), rel)
             data.append([para(name, st.cell), para(reason, st.cell)])
@@ -949,6 +950,7 @@ def write_batch_report(
 def _reason_without_path(reason: str, path: str, rel: str = "") -> str:
     """A failure reason without the file's path or name (shown in its own column; may name the patient)."""
     tokens = {path, str(Path(path).resolve()) if path else "", rel, Path(path).name}
+    tokens |= {display_name(t) for t in tokens}
     for token in sorted((t for t in tokens if t), key=len, reverse=True):
         reason = reason.replace(token, "")
     return reason.lstrip(" :") or reason
@@ -979,7 +981,7 @@ def _study_page(ctx: _Ctx, predictor: Any, row: _Row, info: ReportInfo, *, opera
         prediction, heatmap = predictor.explain(xray, operating_point)
     except CXRError as exc:
         log.warning("no study page for %s: %s", phi.file_label(row.path, anonymize=True), exc.reason)
-        name = row.file if anonymize else (row.relpath or Path(row.path).name)
+        name = row.file if anonymize else display_name(row.relpath or Path(row.path).name)
         reason = _reason_without_path(exc.reason, row.path, row.relpath)
         return [para(f"Study page for {name} could not be made: {reason}", ctx.st.body)]
     return _study_flowables(ctx, xray, prediction, heatmap, info, anonymize=anonymize, when=when,

@@ -39,7 +39,7 @@ def _setup_logging() -> Path | None:
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+            path, maxBytes=2_000_000, backupCount=3, encoding="utf-8", errors="backslashreplace"
         )
         handler.setFormatter(fmt)
         root.addHandler(handler)

@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.batch import CancelToken, ScanResult, read_results, scan
+from desktop.core.filenames import display_name
 from desktop.core.paths import user_data_dir
 
 from . import _core_bridge as bridge
@@ -162,7 +163,7 @@ class QtResultsModel(QAbstractTableModel):
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             if col == 0:
-                return r.relpath or Path(r.path).name
+                return display_name(r.relpath or Path(r.path).name)
             if col == 1:
                 return self.result_text(r)
             if col == 2:
@@ -182,7 +183,7 @@ class QtResultsModel(QAbstractTableModel):
                 return 0 if not r.ok else (2 if r.label == self.positive_class else 1)
             return self.data(index, Qt.ItemDataRole.DisplayRole)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return r.path if r.ok else f"{r.path}\n{_reason(r)}"
+            return display_name(r.path) if r.ok else f"{display_name(r.path)}\n{_reason(r)}"
         if role == Qt.ItemDataRole.BackgroundRole:
             if not r.ok:
                 return QBrush(FAILED_BG)
@@ -244,7 +245,8 @@ def _reason(r: ScanResult) -> str:
         return ""
     text = r.error or r.error_kind or "unknown problem"
     # The path is already in the File column: keep the reason only.
-    for prefix in (r.path + ": ", (r.relpath or "") + ": "):
+    names = (r.path, display_name(r.path), r.relpath or "", display_name(r.relpath or ""))
+    for prefix in (name + ": " for name in names):
         if prefix.strip(": ") and text.startswith(prefix):
             text = text[len(prefix):]
     return text
@@ -612,7 +614,7 @@ class QtBatchWidget(QWidget):
         self.model.add_many(rows)
         for result in rows:
             if not result.ok:
-                self.failed_list.addItem(f"{result.relpath or result.path}: {_reason(result)}")
+                self.failed_list.addItem(f"{display_name(result.relpath or result.path)}: {_reason(result)}")
         self._update_counts()
 
     @property
@@ -679,25 +681,10 @@ class QtBatchWidget(QWidget):
 
         With "Anonymise file names" ticked, the path column holds pseudonyms.
         """
-        import csv
-        import io
+        from desktop.core.results_csv import write_results
 
-        from desktop.core.batch import CSV_COLUMNS
-        from desktop.core.fileio import atomic_write_text
-        from desktop.core.phi import file_label
-
-        anonymize = self.anonymize.isChecked()
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for r in self.model.rows:
-            row = r.csv_row()
-            if anonymize:
-                row[0] = file_label(row[0], anonymize=True)
-                row[8] = row[8].replace(r.path, row[0]).replace(r.relpath or r.path, row[0])
-            writer.writerow(row)
         try:
-            target = atomic_write_text(path, buf.getvalue(), overwrite=overwrite)
+            target = write_results(path, self.model.rows, anonymize=self.anonymize.isChecked(), overwrite=overwrite)
         except Exception as exc:
             self.errors.handle(exc, "Saving the CSV")
             return None

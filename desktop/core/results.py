@@ -1,0 +1,50 @@
+"""The outcome of screening one file: :class:`ScanResult`, shared by scan, report, GUI and listener."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: ``ScanResult.status`` values: screened, failed to load/screen, refused by the input gate.
+STATUSES = ("ok", "error", "rejected")
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The outcome for one file. ``status`` is one of :data:`STATUSES`."""
+
+    path: str
+    sha256: str
+    status: str
+    label: str | None
+    p_covid: float | None
+    model: str
+    model_version: str
+    operating_point: str | None
+    threshold: float | None
+    error: str | None
+    error_kind: str | None
+    #: The heatmap PNG written for this file, if heatmaps were asked for.
+    heatmap: str | None = None
+    #: The path as written in results.csv (relative to the scanned folder).
+    relpath: str = ""
+    #: Why the input gate refused the film (a stable code), when ``status == "rejected"``.
+    reject_code: str | None = None
+    #: The site profile whose threshold was used, if any.
+    site: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def rejected(self) -> bool:
+        return self.status == "rejected"
+
+    def csv_row(self) -> list[str]:
+        """The cells of this result's ``results.csv`` row (see :mod:`desktop.core.results_csv`)."""
+        from .results_csv import row_cells
+
+        return row_cells(self)
+
+
+__all__ = ["STATUSES", "ScanResult"]
