@@ -78,7 +78,7 @@ class ResultInfo:
             operating_point=None if result.operating_point is None else str(result.operating_point),
             threshold=None if result.threshold is None else float(result.threshold),
             model_sha256=model_sha256,
-            site=site or None,
+            site=getattr(result, "site", None) or site or None,  # the site profile used, else --site
         )
 
     def label_text(self) -> str:
