@@ -313,3 +313,28 @@ def test_ctrl_c_stops_within_seconds_mid_backlog(tmp_path: Path, model_name: str
     waiting = [p for p in (out / "spool").iterdir() if not p.name.startswith(".")]
     assert len(rows) + len(waiting) == len(films)  # screened, or waiting for the next start
     assert f"{len(waiting)} left to screen" in proc.text()
+
+
+def test_outbox_keeps_what_the_pacs_did_not_take(tmp_path: Path) -> None:
+    import numpy as np
+
+    from desktop.core.dicomnet.results import ResultInfo, write_results
+    from desktop.core.dicomnet.sender import Outbox, SendTarget
+
+    film = make_films(tmp_path / "films", 1)[0]
+    written = write_results(film, np.zeros((64, 64, 3), np.uint8),
+                            ResultInfo(0.2, "normal", "m", "1"), tmp_path / "dres")
+    down = SendTarget("127.0.0.1", free_port(), "PACS")
+    box = Outbox(tmp_path / "out", down)
+    box.add(written.paths)
+    assert box.flush() == 2  # nobody listening: both kept
+    assert len(box.pending()) == 2
+    with pacs() as store:
+        box.target = SendTarget("127.0.0.1", store.port, "PACS")
+        assert box.flush() == 0
+        assert sorted(str(ds.SOPInstanceUID) for ds in store.received) == sorted(
+            str(pydicom.dcmread(p).SOPInstanceUID) for p in written.paths)
+    assert box.pending() == []
+    assert written.sc.exists()  # the results themselves stay
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        SendTarget.parse("pacs", "PACS")

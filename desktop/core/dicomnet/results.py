@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -413,8 +414,11 @@ def write_results(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(out, f"cannot create the folder ({exc.strerror or exc})") from exc
-    sc = build_sc(ref, panel, info, anonymize=anonymize)
-    sr = build_sr(ref, info, anonymize=anonymize)
+    with warnings.catch_warnings():
+        # the film's PatientName is copied as the modality wrote it (often one component)
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
+        sc = build_sc(ref, panel, info, anonymize=anonymize)
+        sr = build_sr(ref, info, anonymize=anonymize)
     sc_name, sr_name = results_names(str(ref.SOPInstanceUID))
     paths = []
     for ds, file_name in ((sc, sc_name), (sr, sr_name)):
