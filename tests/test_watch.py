@@ -30,7 +30,7 @@ def test_watch_screens_complete_files_once(tmp_path: Path, model_name: str) -> N
     folder, out = tmp_path / "inbox", tmp_path / "out"
     folder.mkdir()
     make_png(folder / "before.png", seed=1)  # there before the watch starts
-    w = _watcher(folder, out, model_name, dicom_results=tmp_path / "dres")
+    w = _watcher(folder, out, model_name, dicom_results=folder / "dicom-results")  # inside: not screened
     try:
         wait_rows(out / "results.csv", 1, timeout=60)
         # a film copied slowly: half of it, a pause longer than a pass, then the rest
@@ -51,7 +51,7 @@ def test_watch_screens_complete_files_once(tmp_path: Path, model_name: str) -> N
         w.stop()
     assert sorted(r["path"] for r in rows) == ["before.png", "quick.png", "sub/slow.dcm"]
     assert all(r["status"] == "ok" for r in rows), rows
-    assert len(list((tmp_path / "dres").glob("*.dcm"))) == 2  # SC + SR of the DICOM film
+    assert len(list((folder / "dicom-results").glob("*.dcm"))) == 2  # SC + SR of the DICOM film
     # restart: nothing again; a new file: one new row
     w = _watcher(folder, out, model_name)
     try:

@@ -87,6 +87,16 @@ class ResultsMaker:
     site: str | None = None
     outbox: Any = None
 
+    def __post_init__(self) -> None:
+        from desktop.core.batch import mark_output_folder
+        from desktop.core.errors import OutputError
+
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(self.out_dir, f"cannot create the folder ({exc.strerror or exc})") from exc
+        mark_output_folder(self.out_dir)  # a scan or watch of a folder above never screens our results
+
     def exists(self, film: str | os.PathLike[str], sop_instance_uid: str) -> bool:
         sc, sr = results_names(sop_instance_uid)
         return (self.out_dir / sc).exists() and (self.out_dir / sr).exists()

@@ -185,13 +185,17 @@ class FolderWatcher:
                     keys[rel] = key
         return unsettled, done, keys
 
+    def _own_dirs(self) -> list[Path]:
+        """Our outputs, never screened even when inside the watched folder."""
+        return [Path(p) for p in (self.config.out_dir, self.config.dicom_results) if p is not None]
+
     def _pass(self, maker: ResultsMaker | None) -> int:
         unsettled, done, keys = self._candidates()
         if keys:
             self._idle.clear()
             for result in screen_folder(self.config.folder, self.loaded, results_csv=self.results_csv,
                                         heatmap_dir=self.heatmaps if maker is not None else None,
-                                        exclude=[*unsettled, *done], cancel=self._cancel,
+                                        exclude=[*unsettled, *done, *self._own_dirs()], cancel=self._cancel,
                                         workers=0 if len(keys) <= 2 else self.config.workers,
                                         audit=self.audit):
                 if maker is not None and result.ok and maker.make(result) is not None:
