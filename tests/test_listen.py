@@ -49,7 +49,8 @@ def _results_by_source(results_dir: Path) -> dict[str, dict[str, pydicom.Dataset
 def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Path) -> None:  # noqa: F811
     films = make_films(tmp_path / "films", 4)
     rsna = shared_dicom_dir / "rsna_c64d5667_CR_chest_AP_mono2_8bit_jpegbaseline.dcm"
-    films.append(rsna)
+    films.append(rsna)  # real chest CR, JPEG baseline
+    films.append(shared_dicom_dir / "wg04_RG1_J2KI_CR_chest_PA_mono1_15bit_j2k_lossy.dcm")  # JPEG 2000
     ct = shared_dicom_dir / "pydicom_CT_small_negative_case.dcm"
     out, results = tmp_path / "received", tmp_path / "dicom-results"
     port = free_port()
@@ -61,7 +62,7 @@ def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Pa
         statuses = send(port, [*films[:2], ct, *films[2:]])
         assert statuses[0] == statuses[1] == 0
         assert "refused" in str(statuses[2]), statuses  # CT: presentation context rejected
-        assert statuses[3:] == [0, 0, 0]
+        assert statuses[3:] == [0] * (len(films) - 2)
         # a CT sent under the Secondary Capture class arrives, and is recorded as an error
         assert send(port, [ct], sop_class=SC) == [0]
         # an AE title not allowed gets no association; the called AE must be ours
@@ -338,3 +339,39 @@ def test_outbox_keeps_what_the_pacs_did_not_take(tmp_path: Path) -> None:
     assert written.sc.exists()  # the results themselves stay
     with pytest.raises(ValueError, match="HOST:PORT"):
         SendTarget.parse("pacs", "PACS")
+
+
+def test_negotiation_transfer_syntaxes_and_echo(tmp_path: Path) -> None:
+    """What a modality negotiates: CR/DX/SC in every usual transfer syntax, C-ECHO; CT and C-FIND refused."""
+    from pynetdicom import AE
+
+    from desktop.core.dicomnet.listener import TRANSFER_SYNTAXES, Listener, ListenerConfig
+
+    port = free_port()
+    listener = Listener(ListenerConfig(out_dir=tmp_path / "out", port=port), lambda: None)
+    listener.start()
+    try:
+        ae = AE(ae_title="MODALITY")
+        dx_processing = "1.2.840.10008.5.1.4.1.1.1.1.1"
+        for ts in TRANSFER_SYNTAXES:
+            ae.add_requested_context(CR, ts)
+        ae.add_requested_context(dx_processing, "1.2.840.10008.1.2.4.90")
+        ae.add_requested_context(SC, "1.2.840.10008.1.2.5")
+        ae.add_requested_context(CT, "1.2.840.10008.1.2.1")
+        ae.add_requested_context("1.2.840.10008.5.1.4.1.2.2.1")  # Study Root C-FIND
+        ae.add_requested_context("1.2.840.10008.1.1")  # Verification
+        assoc = ae.associate("127.0.0.1", port, ae_title="CXRSCREENER")
+        assert assoc.is_established
+        try:
+            accepted = {(c.abstract_syntax, c.transfer_syntax[0]) for c in assoc.accepted_contexts}
+            rejected = {c.abstract_syntax for c in assoc.rejected_contexts}
+            assert {(CR, ts) for ts in TRANSFER_SYNTAXES} <= accepted
+            assert (dx_processing, "1.2.840.10008.1.2.4.90") in accepted
+            assert (SC, "1.2.840.10008.1.2.5") in accepted
+            assert {CT, "1.2.840.10008.5.1.4.1.2.2.1"} <= rejected
+            assert assoc.send_c_echo().Status == 0
+        finally:
+            assoc.release()
+    finally:
+        listener.stop()
+    assert listener.stats.received == 0
