@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "listen",
         help="receive films by DICOM (Storage SCP), screen them, return DICOM results",
         description="Listen for DICOM C-STORE (CR, DX, Secondary Capture) and screen every film "
-        "received into OUT/results.csv (the columns of `scan`). Bound to 127.0.0.1 unless --host "
+        "received into DIR/results.csv (the columns of `scan`). Bound to 127.0.0.1 unless --host "
         "is given. Decision support, not a diagnosis.",
     )
     p.add_argument("--port", type=int, required=True, metavar="P", help="TCP port to listen on (e.g. 11112)")
