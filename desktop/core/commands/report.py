@@ -68,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attach-original", action="store_true",
                    help="embed the original image file in the PDF (not with --anonymize: it carries the patient's data)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.pdf if it exists")
+    p.add_argument("--dicom-results", metavar="DIR",
+                   help="also write a Secondary Capture (heatmap) and a Structured Report of a DICOM film here")
     p.set_defaults(handler=run)
 
 
@@ -155,6 +157,14 @@ def run(args: argparse.Namespace) -> int:
         args.output, xray, prediction, heatmap, loaded.bundle, info,
         anonymize=args.anonymize, overwrite=args.overwrite, window=window, cmap=args.colormap, alpha=args.opacity,
     )
+    if args.dicom_results:  # desktop.core.dicomnet: SC + SR in the film's study
+        from desktop.core.dicomnet.screening import results_for_prediction
+
+        written = results_for_prediction(args.file, xray, prediction, heatmap, args.dicom_results,
+                                         model_sha256=loaded.sha256, anonymize=args.anonymize)
+        if sys.stderr is not None:
+            sys.stderr.write(f"DICOM results: {written.sc}, {written.sr}\n" if written else
+                             "cxr-screener report: not a DICOM file: no DICOM results written\n")
     audit = AuditLog(operator=operator)
     audit.record(
         "report",

@@ -39,7 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mode.add_argument("--overwrite", action="store_true", help="replace an existing results.csv (and --report PDF)")
     p.add_argument("--report", metavar="OUT.pdf", help="also write a PDF report of the whole scan")
     p.add_argument("--report-pages", action="store_true", help="add one page per study (with heatmap) to --report")
-    p.add_argument("--anonymize", action="store_true", help="pseudonymise patient data in the --report PDF")
+    p.add_argument("--anonymize", action="store_true",
+                   help="pseudonymise patient data in the --report PDF and the --dicom-results")
+    p.add_argument("--dicom-results", metavar="DIR",
+                   help="write a Secondary Capture (heatmap) and a Structured Report per DICOM film here")
     p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: one per core, at most 4)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="ONNX Runtime threads (default: half the cores, 1 to 4)")
@@ -106,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
     if args.decode_timeout is not None:
         kwargs["decode_timeout"] = args.decode_timeout
+    maker = None
+    if args.dicom_results:  # the SC + SR of each DICOM film (desktop.core.dicomnet)
+        from desktop.core.dicomnet.screening import ResultsMaker
+
+        maker = ResultsMaker(Path(args.dicom_results), loaded, out / "heatmaps", anonymize=args.anonymize)
     try:
         results = batch.scan(
             folder,
@@ -114,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             results_csv=results_csv,
             resume=args.resume,
             overwrite=args.overwrite,
-            heatmap_dir=out / "heatmaps" if args.heatmaps else None,
+            heatmap_dir=out / "heatmaps" if args.heatmaps or args.dicom_results else None,
             progress=bar.update,
             workers=workers,
             audit=audit,
@@ -124,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         for result in results:
             if not result.ok:
                 bar.note(f"{result.error}")
+            elif maker is not None:
+                maker.make(result)
     except KeyboardInterrupt:
         interrupted = True
     except OutputError as exc:
