@@ -22,7 +22,7 @@ import functools
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -753,10 +753,24 @@ def _load_for_row(path: str) -> XRay | None:
         return None
 
 
-def _batch_rows(results: Sequence[Any], *, anonymize: bool, ctx: _Ctx) -> list[_Row]:
+def _shown_xray(shown: Mapping[str, Any] | None, r: Any) -> XRay | None:
+    """The scan's display of ``r`` (no decode), when the caller passed it."""
+    made = (shown or {}).get(str(getattr(r, "relpath", "") or ""))
+    display = getattr(made, "display", None)
+    if display is None:
+        return None
+    try:
+        return display.as_xray(source=str(r.path), sha256=str(getattr(r, "sha256", "")))
+    except (OSError, ValueError) as exc:
+        log.warning("no stored display for a row (%s): decoding it", type(exc).__name__)
+        return None
+
+
+def _batch_rows(results: Sequence[Any], *, anonymize: bool, ctx: _Ctx,
+                shown: Mapping[str, Any] | None = None) -> list[_Row]:
     rows: list[_Row] = []
     for r in results:
-        xray = _load_for_row(str(r.path))
+        xray = _shown_xray(shown, r) or _load_for_row(str(r.path))
         thumb, tw, th = (None, 0.0, 0.0)
         patient = DASH
         if xray is not None:
@@ -845,6 +859,8 @@ def write_batch_report(
     study_pages: bool = False,
     anonymize: bool = False,
     overwrite: bool = False,
+    shown: Mapping[str, Any] | None = None,
+    predictor: Any = None,
 ) -> Path:
     """Write the batch-scan PDF: summary, results sorted by p(COVID-19), failures, optional study pages.
 
@@ -852,7 +868,11 @@ def write_batch_report(
     with ``path``, ``status``, ``label``, ``p_covid``, ``operating_point``,
     ``threshold``, ``error``). Images are decoded again one at a time for the
     thumbnails (and, with ``study_pages``, for a Grad-CAM page each), so
-    memory holds small JPEGs, not images.
+    memory holds small JPEGs, not images. ``shown`` maps a result's
+    ``relpath`` to what the scan made for it (a ScanResult with ``display``,
+    ``prediction`` and ``explanation``): those rows are drawn from it without
+    reading the file again. ``predictor`` is used for the rows without (a new
+    one is made only if needed).
     """
     info = info or ReportInfo()
     target = check_writable(path, overwrite=overwrite)
@@ -912,7 +932,7 @@ def write_batch_report(
                 st.small,
             )
         )
-    rows = _batch_rows(ok, anonymize=anonymize, ctx=ctx)
+    rows = _batch_rows(ok, anonymize=anonymize, ctx=ctx, shown=shown)
     story.append(para(f"Results ({len(rows)} images)", st.h2))
     if rows:
         story.extend(_results_tables(ctx, rows, folder, anonymize=anonymize))
@@ -934,7 +954,7 @@ def write_batch_report(
     story += [CondPageBreak(90 * mm), *_model_section(ctx, op_name or None), *_limits_section(ctx)]
     if study_pages and rows:
         story.extend(_study_pages(ctx, rows, info, operating_point=op_name or None, anonymize=anonymize,
-                                  when=when, report_id=report_id))
+                                  when=when, report_id=report_id, shown=shown, predictor=predictor))
     footer = Footer(left=f"{SOFTWARE} \u2014 decision support, not a diagnosis", right=f"Report {report_id}")
     meta = _pdf_meta(
         title=f"Chest X-ray batch report {report_id}",
@@ -957,28 +977,41 @@ def _reason_without_path(reason: str, path: str, rel: str = "") -> str:
 
 
 def _study_pages(ctx: _Ctx, rows: list[_Row], info: ReportInfo, *, operating_point: str | None,
-                 anonymize: bool, when: _dt.datetime, report_id: str) -> list[Flowable]:
+                 anonymize: bool, when: _dt.datetime, report_id: str, shown: Mapping[str, Any] | None = None,
+                 predictor: Any = None) -> list[Flowable]:
     """One compact single-study page per image, each made only when the layout reaches it."""
-    from .inference import Predictor
+    made: list[Any] = [predictor]
 
-    predictor = Predictor(ctx.bundle)
+    def get_predictor() -> Any:  # only rows the scan did not explain need one
+        if made[0] is None:
+            from .inference import Predictor
+
+            made[0] = Predictor(ctx.bundle)
+        return made[0]
+
     out: list[Flowable] = []
     for i, row in enumerate(rows, start=1):
         out.append(PageBreak())
         out.append(Deferred(functools.partial(
-            _study_page, ctx, predictor, row, info, operating_point=operating_point, anonymize=anonymize,
-            when=when, report_id=f"{report_id}-{i}",
+            _study_page, ctx, get_predictor, row, info, operating_point=operating_point, anonymize=anonymize,
+            when=when, report_id=f"{report_id}-{i}", shown=shown,
         )))
     return out
 
 
-def _study_page(ctx: _Ctx, predictor: Any, row: _Row, info: ReportInfo, *, operating_point: str | None,
-                anonymize: bool, when: _dt.datetime, report_id: str) -> list[Flowable]:
+def _study_page(ctx: _Ctx, get_predictor: Any, row: _Row, info: ReportInfo, *, operating_point: str | None,
+                anonymize: bool, when: _dt.datetime, report_id: str,
+                shown: Mapping[str, Any] | None = None) -> list[Flowable]:
     from .imaging import load_xray
 
+    made = (shown or {}).get(row.relpath)
     try:
-        xray = load_xray(row.path)
-        prediction, heatmap = predictor.explain(xray, operating_point)
+        xray = _shown_xray(shown, made) if made is not None else None
+        if xray is not None and made.explanation is not None and made.prediction is not None:
+            prediction, heatmap = made.prediction, made.explanation
+        else:
+            xray = load_xray(row.path)
+            prediction, heatmap = get_predictor().explain(xray, operating_point)
     except CXRError as exc:
         log.warning("no study page for %s: %s", phi.file_label(row.path, anonymize=True), exc.reason)
         name = row.file if anonymize else display_name(row.relpath or Path(row.path).name)

@@ -79,8 +79,8 @@ def read_input(path: str, limit: int | None = None) -> tuple[bytes, os.stat_resu
     flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as exc:
+        raise FileAccessError(path, "file not found") from exc
     except IsADirectoryError as exc:
         raise FileAccessError(path, "is a folder, not a file") from exc
     except PermissionError as exc:

@@ -1,0 +1,113 @@
+"""The one file -> result pipeline: one open per input file, Display not XRay, predict on it too."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from desktop.core.scan import decode
+from desktop.core.scan.pipeline import ScreenOptions, screen_files
+from tests.batch_support import bundle_source, cli_cmd, cli_env, make_png, model_name  # noqa: F401
+
+
+def _inputs(folder: Path, n: int = 3) -> list[Path]:
+    return [make_png(folder / f"sub/film_{i}.png", i, size=300) for i in range(n)]
+
+
+def test_decode_sends_a_small_display_not_the_xray(tmp_path: Path) -> None:
+    from desktop.core.preprocess import PreprocessSpec
+
+    (path,) = _inputs(tmp_path, 1)
+    spec = PreprocessSpec(height=32, width=32, normalization="unit")
+    got = decode.decode_one(str(path), None, spec, decode.Wants(display_side=128))
+    assert got.status == "ok"
+    assert got.input.shape == (32, 32, 3) and got.input.dtype == np.float32
+    assert got.display is not None
+    assert got.display.image.dtype == np.uint8
+    assert max(got.display.image.shape) == 128  # downsampled, not the full 300 px film
+    assert got.display.shape == (300, 300)
+    assert not hasattr(got, "xray")
+    plain = decode.decode_one(str(path), None, spec, decode.NO_DISPLAY)
+    assert plain.display is None
+    np.testing.assert_array_equal(plain.input, got.input)
+
+
+def test_scan_heatmaps_report_pages_opens_each_input_once(tmp_path: Path, model_name: str,  # noqa: F811
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process (workers 0): every open of an input file, by os.open or open(), is counted."""
+    from desktop.core import cli
+
+    folder = tmp_path / "in"
+    films = {os.path.realpath(p) for p in _inputs(folder)}
+    opened: Counter[str] = Counter()
+    real_os_open, real_open = os.open, builtins.open
+
+    def count(target: object) -> None:
+        if isinstance(target, (str, os.PathLike)):
+            full = os.path.realpath(os.fspath(target))
+            if full in films:
+                opened[full] += 1
+
+    def os_open(path, *a, **kw):  # type: ignore[no-untyped-def]
+        count(path)
+        return real_os_open(path, *a, **kw)
+
+    def b_open(file, *a, **kw):  # type: ignore[no-untyped-def]
+        count(file)
+        return real_open(file, *a, **kw)
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", b_open)
+    out = tmp_path / "out"
+    pdf = tmp_path / "report.pdf"
+    code = cli.main(["scan", str(folder), "--model", model_name, "--out", str(out), "--heatmaps", "--report",
+                     str(pdf), "--report-pages", "--workers", "0", "--no-progress"])
+    monkeypatch.undo()
+    assert code == 0
+    assert pdf.stat().st_size > 0
+    assert len(list((out / "heatmaps").rglob("*.heatmap.png"))) == 3
+    assert opened == {f: 1 for f in films}  # read once: no decode for thumbnails, no second Predictor pass
+    assert not (out / ".previews").exists()  # the report's display images are not left behind
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_scan_with_worker_processes_opens_each_input_once_strace(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    folder = tmp_path / "in"
+    films = _inputs(folder)
+    trace = tmp_path / "trace.txt"
+    cmd = ["strace", "-f", "-qq", "-e", "trace=openat,open", "-o", str(trace), *cli_cmd(
+        "scan", str(folder), "--model", model_name, "--out", str(tmp_path / "out"), "--heatmaps",
+        "--report", str(tmp_path / "r.pdf"), "--report-pages", "--workers", "1", "--no-progress")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=cli_env())
+    if proc.returncode != 0 and "ptrace" in proc.stderr:
+        pytest.skip("ptrace not permitted here")
+    assert proc.returncode == 0, proc.stderr
+    text = trace.read_text(errors="replace")
+    for film in films:
+        hits = [line for line in text.splitlines() if re.search(re.escape(str(film)) + r'"', line)]
+        assert len(hits) == 1, hits
+
+
+def test_screen_files_is_the_per_file_api(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    from desktop.core.bundle import get_bundle
+    from desktop.core.inference import Predictor
+
+    films = _inputs(tmp_path)
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    predictor = Predictor(get_bundle(model_name))
+    results = list(screen_files([*map(str, films), str(tmp_path / "bad.png")], predictor,
+                                ScreenOptions(workers=0, keep_display=True, explain=True)))
+    assert [r.relpath for r in results] == [*map(str, films), str(tmp_path / "bad.png")]
+    assert [r.status for r in results] == ["ok", "ok", "ok", "error"]
+    for r in results[:3]:
+        assert r.display is not None and r.explanation is not None and r.prediction is not None
+        assert r.prediction.p_covid == pytest.approx(r.p_covid)
+    assert results[3].display is None
