@@ -132,8 +132,10 @@ def _resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def default_threads() -> int:
-    """Intra-op threads: every core up to 4 (more gives little on these small models)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """Intra-op threads: every core up to 4 (the policy is :mod:`desktop.core.cpu`)."""
+    from .cpu import single_inference_threads
+
+    return single_inference_threads()
 
 
 class Predictor:

@@ -1004,7 +1004,7 @@ def _study_page(ctx: _Ctx, get_predictor: Any, row: _Row, info: ReportInfo, *, o
                 shown: Mapping[str, Any] | None = None) -> list[Flowable]:
     from .imaging import load_xray
 
-    made = (shown or {}).get(row.relpath)
+    made: Any = (shown or {}).get(row.relpath)
     try:
         xray = _shown_xray(shown, made) if made is not None else None
         if xray is not None and made.explanation is not None and made.prediction is not None:

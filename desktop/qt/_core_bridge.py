@@ -8,7 +8,6 @@ per-image state the window shows.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from desktop.core.cpu import gui_inference_threads
 from desktop.core.imaging import XRay
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def discover(models_folder: str = "", dirs: Sequence[tuple[Path, str]] | None = 
 
 def gui_threads() -> int:
     """ONNX Runtime threads in the GUI: one core is left to the window (and the decoders)."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    return gui_inference_threads()
 
 
 class PredictorCache:
