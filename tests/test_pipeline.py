@@ -111,3 +111,89 @@ def test_screen_files_is_the_per_file_api(tmp_path: Path, model_name: str) -> No
         assert r.display is not None and r.explanation is not None and r.prediction is not None
         assert r.prediction.p_covid == pytest.approx(r.p_covid)
     assert results[3].display is None
+
+
+def test_reduced_resolution_decode_is_asked_only_without_display(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from desktop.core import imaging
+    from desktop.core.preprocess import PreprocessSpec
+
+    (path,) = _inputs(tmp_path, 1)
+    spec = PreprocessSpec(height=32, width=32, normalization="unit")
+    real = imaging.load_xray
+    calls: list[object] = []
+
+    def load_xray(source, *, name=None, max_side=None):  # type: ignore[no-untyped-def]
+        calls.append(max_side)
+        return real(source, name=name)
+
+    monkeypatch.setattr(imaging, "load_xray", load_xray)
+    decode._reduced_decode_parameter.cache_clear()
+    try:
+        assert decode.decode_one(str(path), None, spec, decode.NO_DISPLAY).status == "ok"
+        assert decode.decode_one(str(path), None, spec, decode.WITH_DISPLAY).status == "ok"
+    finally:
+        monkeypatch.undo()
+        decode._reduced_decode_parameter.cache_clear()
+    assert calls == [decode.REDUCED_DECODE_FACTOR * 32, None]
+    # a loader without the option: decoded at full resolution, no error
+    assert decode.decode_one(str(path), None, spec, decode.NO_DISPLAY).status == "ok"
+
+
+def test_progress_object_rate_eta_cancel() -> None:
+    from desktop.core.progress import Progress
+
+    now = [100.0]
+    seen: list[tuple[int, int, float, float]] = []
+    p = Progress(clock=lambda: now[0])
+    p.subscribe(lambda *a: seen.append(a))
+    p.subscribe(lambda *a: 1 / 0)  # a broken listener never stops the work
+    p.start(4)
+    now[0] += 2.0
+    p.advance()
+    p.advance(processed=False)  # a resume skip: done, not in the rate
+    snap = p.snapshot()
+    assert (snap.done, snap.total) == (2, 4)
+    assert snap.rate == pytest.approx(0.5)
+    assert snap.eta == pytest.approx(4.0)
+    assert seen[0][:2] == (0, 4) and seen[-1][:2] == (2, 4)
+    assert not snap.cancelled
+    p.cancel()
+    assert p.cancelled and p.snapshot().cancelled
+
+
+def test_hashing_is_bounded_and_refuses_special_files(tmp_path: Path) -> None:
+    import hashlib
+
+    from desktop.core.hashing import sha256_bytes, sha256_file
+
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"x" * 3_000_000)
+    assert sha256_file(f) == hashlib.sha256(f.read_bytes()).hexdigest() == sha256_bytes(f.read_bytes())
+    with pytest.raises(OSError):
+        sha256_file(f, limit=1000)
+    if Path("/dev/zero").exists():
+        with pytest.raises(OSError, match="not a regular file"):
+            sha256_file("/dev/zero")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(OSError, match="not a regular file"):
+            sha256_file(tmp_path / "fifo")  # returns at once: opened non-blocking
+
+
+def test_scan_under_cancel_through_progress(tmp_path: Path) -> None:
+    from desktop.core.progress import Progress
+    from desktop.core.scan.folder import scan
+    from tests.test_batch import FakePredictor
+
+    for i in range(6):
+        make_png(tmp_path / "in" / f"{i}.png", i)
+    progress = Progress()
+    got = []
+    for r in scan(tmp_path / "in", FakePredictor(), results_csv=tmp_path / "out" / "results.csv", workers=0,
+                  progress=progress):
+        got.append(r)
+        if len(got) == 2:
+            progress.cancel()
+    assert len(got) == 2
+    assert progress.snapshot().done == 2
