@@ -64,6 +64,22 @@ def test_scan_heatmaps_report_pages_opens_each_input_once(tmp_path: Path, model_
         count(file)
         return real_open(file, *a, **kw)
 
+    from desktop.core.inference import Predictor
+
+    explained: list[int] = []
+    made: list[int] = []
+    real_explain, real_init = Predictor.explain_input, Predictor.__init__
+
+    def explain_input(self, *a, **kw):  # type: ignore[no-untyped-def]
+        explained.append(1)
+        return real_explain(self, *a, **kw)
+
+    def init(self, *a, **kw):  # type: ignore[no-untyped-def]
+        made.append(1)
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(Predictor, "explain_input", explain_input)
+    monkeypatch.setattr(Predictor, "__init__", init)
     monkeypatch.setattr(os, "open", os_open)
     monkeypatch.setattr(builtins, "open", b_open)
     out = tmp_path / "out"
@@ -75,6 +91,8 @@ def test_scan_heatmaps_report_pages_opens_each_input_once(tmp_path: Path, model_
     assert pdf.stat().st_size > 0
     assert len(list((out / "heatmaps").rglob("*.heatmap.png"))) == 3
     assert opened == {f: 1 for f in films}  # read once: no decode for thumbnails, no second Predictor pass
+    assert len(explained) == 3  # each film explained once: heatmap PNG and study page from one Grad-CAM
+    assert len(made) == 1  # the report used the scan's Predictor
     assert not (out / ".previews").exists()  # the report's display images are not left behind
 
 
