@@ -144,7 +144,8 @@ def test_anonymize_reaches_csv_heatmaps_audit_and_pdf(tmp_path: Path, model_name
     _, rows = read_csv(out / "results.csv")
     assert len(rows) == 3
     assert all(r["path"].split("/")[-1].startswith("ANON-") for r in rows)
-    assert len(heat_names) >= 2 and any(n.endswith(".heatmap.png") for n in heat_names)
+    assert len(heat_names) >= 2
+    assert any(n.endswith(".heatmap.png") for n in heat_names)
     # resumable: the same pseudonyms, nothing screened twice
     again = subprocess.run(cli_cmd("scan", str(folder), "--model", model_name, "--out", str(out), "--resume",
                                    "--anonymize", "--workers", "0", "--no-progress"),
@@ -172,7 +173,8 @@ def test_long_file_name_with_heatmaps_is_screened_and_resumes(tmp_path: Path, mo
     run = run_cli("scan", str(folder), "--model", model_name, "--out", str(out), "--heatmaps", "--workers", "0")
     assert run.returncode == 0, run.stderr
     _, rows = read_csv(out / "results.csv")
-    assert {r["status"] for r in rows} == {"ok"} and len(rows) == 2
+    assert {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 2
     heat = sorted((out / "heatmaps").iterdir())
     assert len(heat) == 2
     assert all(len(os.fsencode(p.name)) <= 255 and p.name.endswith(".heatmap.png") for p in heat)
@@ -192,7 +194,8 @@ def test_predict_on_a_fifo_does_not_hang(tmp_path: Path, model_name: str) -> Non
     assert run.returncode == 1
     (line,) = run.json_lines()
     assert line["status"] == "error"
-    assert "FIFO" in line["error"] and str(fifo) in line["error"]
+    assert "FIFO" in line["error"]
+    assert str(fifo) in line["error"]
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")

@@ -29,7 +29,8 @@ def test_decode_sends_a_small_display_not_the_xray(tmp_path: Path) -> None:
     spec = PreprocessSpec(height=32, width=32, normalization="unit")
     got = decode.decode_one(str(path), None, spec, decode.Wants(display_side=128))
     assert got.status == "ok"
-    assert got.input.shape == (32, 32, 3) and got.input.dtype == np.float32
+    assert got.input.shape == (32, 32, 3)
+    assert got.input.dtype == np.float32
     assert got.display is not None
     assert got.display.image.dtype == np.uint8
     assert max(got.display.image.shape) == 128  # downsampled, not the full 300 px film
@@ -126,7 +127,9 @@ def test_screen_files_is_the_per_file_api(tmp_path: Path, model_name: str) -> No
     assert [r.relpath for r in results] == [*map(str, films), str(tmp_path / "bad.png")]
     assert [r.status for r in results] == ["ok", "ok", "ok", "error"]
     for r in results[:3]:
-        assert r.display is not None and r.explanation is not None and r.prediction is not None
+        assert r.display is not None
+        assert r.explanation is not None
+        assert r.prediction is not None
         assert r.prediction.p_covid == pytest.approx(r.p_covid)
     assert results[3].display is None
 
@@ -174,10 +177,12 @@ def test_progress_object_rate_eta_cancel() -> None:
     assert (snap.done, snap.total) == (2, 4)
     assert snap.rate == pytest.approx(0.5)
     assert snap.eta == pytest.approx(4.0)
-    assert seen[0][:2] == (0, 4) and seen[-1][:2] == (2, 4)
+    assert seen[0][:2] == (0, 4)
+    assert seen[-1][:2] == (2, 4)
     assert not snap.cancelled
     p.cancel()
-    assert p.cancelled and p.snapshot().cancelled
+    assert p.cancelled
+    assert p.snapshot().cancelled
 
 
 def test_hashing_is_bounded_and_refuses_special_files(tmp_path: Path) -> None:
@@ -188,7 +193,7 @@ def test_hashing_is_bounded_and_refuses_special_files(tmp_path: Path) -> None:
     f = tmp_path / "a.bin"
     f.write_bytes(b"x" * 3_000_000)
     assert sha256_file(f) == hashlib.sha256(f.read_bytes()).hexdigest() == sha256_bytes(f.read_bytes())
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="limit"):
         sha256_file(f, limit=1000)
     if Path("/dev/zero").exists():
         with pytest.raises(OSError, match="not a regular file"):
