@@ -232,3 +232,22 @@ def test_card_version_and_operating_point_names_get_the_formula_guard(tmp_path: 
     (back,) = read_results(target)
     assert (back.model, back.model_version, back.operating_point) == (row.model, row.model_version,
                                                                       row.operating_point)
+
+
+def test_predict_with_a_broken_model_is_a_usage_error_before_any_line(
+    tmp_path: Path, model_name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
+) -> None:
+    """The Predictor is built beside the first decode; its failure is still exit 2, not error rows."""
+    from desktop.core import cli
+    from desktop.core.errors import ModelError
+    from desktop.core.inference import Predictor
+
+    def broken(self, *a, **kw):  # type: ignore[no-untyped-def]
+        raise ModelError("model.onnx", "ONNX Runtime cannot load the model (test)")
+
+    monkeypatch.setattr(Predictor, "__init__", broken)
+    code = cli.main(["predict", "--model", model_name, str(make_png(tmp_path / "x.png", 1))])
+    out = capsys.readouterr()
+    assert code == 2, out.err
+    assert out.out == ""
+    assert "cannot load the model" in out.err

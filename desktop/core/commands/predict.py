@@ -50,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from desktop.core.audit import AuditLog
-    from desktop.core.commands._model import load_model
-    from desktop.core.cpu import single_inference_threads
+    from desktop.core.bundle import get_bundle
     from desktop.core.scan.pipeline import ScreenOptions, as_entries, screen_files
 
     # usage errors (exit 2) before any output
-    loaded = load_model(args.model, args.operating_point, threads=single_inference_threads())
+    bundle = get_bundle(args.model)
+    op = bundle.card.operating_point(args.operating_point)
     heat_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
     entries = as_entries(args.files)
     targets: dict[int, Path] = {}
@@ -64,25 +64,71 @@ def run(args: argparse.Namespace) -> int:
         targets = {id(e): named[i] for i, e in enumerate(entries)}  # the pipeline hands back these entries
 
     audit = AuditLog(operator=args.operator)
+    predictor = _PredictorSoon(bundle)  # ONNX Runtime starts while the first file is read and decoded
     options = ScreenOptions(
-        operating_point=loaded.operating_point, workers=READ_AHEAD_THREADS, threads=True,
+        operating_point=op.name, workers=READ_AHEAD_THREADS, threads=True,
         heatmap_target=(lambda e: targets[id(e)]) if heat_dir is not None else None,
         heatmap_overwrite=args.overwrite, audit=audit, audit_event="predict",
     )
     failed = 0
     try:
-        for result in screen_files(entries, loaded.predictor, options):
+        for result in screen_files(entries, predictor, options):
             record = _record(result, with_heatmap=heat_dir is not None)
             if record["status"] != "ok":
                 failed += 1
             if sys.stdout is not None:
                 sys.stdout.write(json.dumps(record) + "\n")
                 sys.stdout.flush()
+    except _BuildFailed as exc:
+        raise exc.error from None  # a broken bundle: exit 2, before any line
     finally:
         audit.close()
     if audit.failed and sys.stderr is not None:
         sys.stderr.write(f"cxr-screener predict: warning: {audit.failed}\n")
     return 1 if failed else 0
+
+
+class _BuildFailed(Exception):
+    """The Predictor could not be built (not a per-file error: the pipeline must not turn it into rows)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _PredictorSoon:
+    """The bundle's Predictor, built in a thread from the start, so the first file decodes meanwhile."""
+
+    def __init__(self, bundle: Any) -> None:
+        import threading
+
+        self.bundle = bundle
+        self.spec = bundle.card.preprocess
+        self._made: list[Any] = []
+        self._failed: list[BaseException] = []
+        self._thread = threading.Thread(target=self._build, name="cxr-model", daemon=True)
+        self._thread.start()
+
+    def _build(self) -> None:
+        from desktop.core.cpu import single_inference_threads
+        from desktop.core.inference import Predictor
+
+        try:
+            self._made.append(Predictor(self.bundle, threads=single_inference_threads()))
+        except BaseException as exc:
+            self._failed.append(exc)
+
+    def get(self) -> Any:
+        self._thread.join()
+        if self._failed:
+            raise _BuildFailed(self._failed[0])
+        return self._made[0]
+
+    def predict_inputs(self, batch: Any, operating_point: Any = None) -> Any:
+        return self.get().predict_inputs(batch, operating_point)
+
+    def explain_input(self, x: Any, operating_point: Any = None) -> Any:
+        return self.get().explain_input(x, operating_point)
 
 
 def _record(result: Any, *, with_heatmap: bool) -> dict[str, object]:
