@@ -134,21 +134,26 @@ def test_screen_files_is_the_per_file_api(tmp_path: Path, model_name: str) -> No
     assert results[3].display is None
 
 
-def test_reduced_resolution_decode_is_asked_only_without_display(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("keyword", ["target", "max_side"])
+def test_reduced_resolution_decode_is_asked_only_without_display(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 keyword: str) -> None:
     from desktop.core import imaging
     from desktop.core.preprocess import PreprocessSpec
 
     (path,) = _inputs(tmp_path, 1)
-    spec = PreprocessSpec(height=32, width=32, normalization="unit")
+    spec = PreprocessSpec(height=32, width=48, normalization="unit")
     real = imaging.load_xray
     calls: list[object] = []
 
-    def load_xray(source, *, name=None, max_side=None):  # type: ignore[no-untyped-def]
+    def load_target(source, *, name=None, target=None):  # type: ignore[no-untyped-def]
+        calls.append(target)
+        return real(source, name=name)
+
+    def load_max_side(source, *, name=None, max_side=None):  # type: ignore[no-untyped-def]
         calls.append(max_side)
         return real(source, name=name)
 
-    monkeypatch.setattr(imaging, "load_xray", load_xray)
+    monkeypatch.setattr(imaging, "load_xray", load_target if keyword == "target" else load_max_side)
     decode._reduced_decode_parameter.cache_clear()
     try:
         assert decode.decode_one(str(path), None, spec, decode.NO_DISPLAY).status == "ok"
@@ -156,8 +161,9 @@ def test_reduced_resolution_decode_is_asked_only_without_display(tmp_path: Path,
     finally:
         monkeypatch.undo()
         decode._reduced_decode_parameter.cache_clear()
-    assert calls == [decode.REDUCED_DECODE_FACTOR * 32, None]
-    # a loader without the option: decoded at full resolution, no error
+    reduced = (32, 48) if keyword == "target" else decode.REDUCED_DECODE_FACTOR * 48
+    assert calls == [reduced, None]  # display (heatmaps, reports) always gets the full decode
+    # the loader of this build, with or without the option: no error
     assert decode.decode_one(str(path), None, spec, decode.NO_DISPLAY).status == "ok"
 
 

@@ -119,35 +119,38 @@ def read_input(path: str, limit: int | None = None) -> tuple[bytes, os.stat_resu
 
 @lru_cache(maxsize=1)
 def _reduced_decode_parameter() -> str | None:
-    """The loader's reduced-resolution keyword, if this build's ``load_xray`` has one."""
+    """The loader's reduced-resolution keyword in this build: ``target`` (the size the caller
+    resizes to), ``max_side`` (a long side), or None (full resolution only)."""
     from desktop.core import imaging
 
     try:
         params = inspect.signature(imaging.load_xray).parameters
     except (TypeError, ValueError):
         return None
-    return "max_side" if "max_side" in params else None
+    return next((key for key in ("target", "max_side") if key in params), None)
 
 
-def load_for_model(data: bytes, name: str, min_side: int | None) -> Any:
-    """Decode ``data`` (the bytes of the file ``name``).
+#: With ``max_side``, the long side asked for, as a multiple of the model input's (room for crop and resize).
+REDUCED_DECODE_FACTOR = 4
 
-    ``min_side``: the smallest long side the caller can use (the model input
-    needs no more); where the loader supports reduced-resolution decoding
-    (JPEG DCT scaling, JPEG 2000 resolution levels) it is asked for it. None:
-    full resolution (display and heatmaps need it).
+
+def load_for_model(data: bytes, name: str, target: tuple[int, int] | None) -> Any:
+    """Decode ``data`` (the bytes of the file ``name``): the one place that asks for reduced resolution.
+
+    ``target``: the (height, width) the pixels will be resized to (the model
+    input), when nothing else needs them; where the loader supports it, large
+    films are decoded at reduced resolution (JPEG DCT scaling, JPEG 2000
+    resolution levels). None: full resolution (display and heatmaps need it).
     """
     from desktop.core import imaging
 
     kw: dict[str, Any] = {"name": name}
-    key = _reduced_decode_parameter() if min_side else None
-    if key is not None:
-        kw[key] = min_side
+    key = _reduced_decode_parameter() if target else None
+    if key == "target":
+        kw["target"] = target
+    elif key == "max_side" and target:
+        kw["max_side"] = REDUCED_DECODE_FACTOR * max(target)
     return imaging.load_xray(data, **kw)
-
-
-#: Long side the model's preprocessing needs at most, as a multiple of the model input's (no display).
-REDUCED_DECODE_FACTOR = 4
 
 
 def decode_one(path: str, expected_sha: str | None, spec: Any, wants: Wants | bool | None = None) -> Decoded:
@@ -161,8 +164,8 @@ def decode_one(path: str, expected_sha: str | None, spec: Any, wants: Wants | bo
         if expected_sha and sha == expected_sha:
             return Decoded("skip", sha)
         try:
-            min_side = None if wants.display else REDUCED_DECODE_FACTOR * max(spec.height, spec.width)
-            xray = load_for_model(data, path, min_side)
+            target = None if wants.display else (int(spec.height), int(spec.width))
+            xray = load_for_model(data, path, target)
         except CXRError as exc:
             return Decoded("error", sha if exc.kind != "access" else "", error=str(exc), error_kind=exc.kind)
         try:
