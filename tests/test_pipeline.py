@@ -226,3 +226,20 @@ def test_scan_under_cancel_through_progress(tmp_path: Path) -> None:
             progress.cancel()
     assert len(got) == 2
     assert progress.snapshot().done == 2
+
+
+def test_the_pipeline_never_imports_reports_or_the_cli() -> None:
+    """A contract kept by a test (test_architecture counts the import-linter contracts)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "desktop" / "core"
+    files = [*sorted((root / "scan").glob("*.py")), *(root / f"{m}.py" for m in ("progress", "cpu", "hashing",
+                                                                                 "display"))]
+    forbidden = ("desktop.core.report", "desktop.core.commands", "desktop.core.cli", "desktop.core.dicomnet",
+                 "desktop.qt", "reportlab", "PySide6")
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(forbidden), (f.name, name)
