@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     except _BuildFailed as exc:
         raise exc.error from None  # a broken bundle: exit 2, before any line
     finally:
+        predictor.wait()  # never exit while ONNX Runtime is still being set up (it aborts the process)
         audit.close()
     if audit.failed and sys.stderr is not None:
         sys.stderr.write(f"cxr-screener predict: warning: {audit.failed}\n")
@@ -117,6 +118,9 @@ class _PredictorSoon:
             self._made.append(Predictor(self.bundle, threads=single_inference_threads()))
         except BaseException as exc:
             self._failed.append(exc)
+
+    def wait(self) -> None:
+        self._thread.join()
 
     def get(self) -> Any:
         self._thread.join()
