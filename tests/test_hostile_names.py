@@ -113,7 +113,8 @@ def test_line_breaking_names_keep_every_row_on_resume(tmp_path: Path, odd: str, 
     (folder / "zz.png").write_bytes(_png_bytes(9))
     again = _scan(folder, out, resume=True)
     assert [r.relpath for r in again] == ["zz.png"]  # nothing redone, nothing dropped
-    assert "damaged" not in caplog.text and "cut" not in caplog.text
+    assert "damaged" not in caplog.text
+    assert "cut" not in caplog.text
     assert _rows_by_path(out / "results.csv") == {"a.png": 1, odd: 1, "z.png": 1, "zz.png": 1}
 
 
@@ -128,7 +129,8 @@ def test_torn_tail_is_kept_aside_not_deleted(tmp_path: Path) -> None:
     csv_path.write_bytes(whole[:cut])
     writer = ResultsWriter(csv_path, resume=True)
     writer.close()
-    assert writer.rows_before == 2 and writer.repaired  # a.png and c.png sort before it
+    assert writer.rows_before == 2
+    assert writer.repaired
     assert writer.damaged_copy is not None
     assert writer.damaged_copy.name.startswith("results.csv.damaged-")
     assert writer.damaged_copy.read_bytes() == whole[whole.rindex(b'"lf\nb') : cut]
@@ -242,7 +244,8 @@ def test_exported_csv_round_trips_odd_names(tmp_path: Path) -> None:
     assert {r.relpath for r in read_results(target)} == set(ODD_NAMES)
     anon = write_results(tmp_path / "anon.csv", rows, anonymize=True)
     text = anon.read_bytes().decode("utf-8")
-    assert "name.png" not in text and "cmd" not in text
+    assert "name.png" not in text
+    assert "cmd" not in text
 
 
 def test_batch_pdf_shows_odd_names_readably(tmp_path: Path) -> None:
@@ -255,7 +258,8 @@ def test_batch_pdf_shows_odd_names_readably(tmp_path: Path) -> None:
                              operating_point=None, started=__import__("datetime").datetime.now().astimezone())
     text = "".join(page.extract_text() for page in pypdf.PdfReader(str(pdf)).pages)
     compact = "".join(text.split())
-    assert "lf\\nname.png" in compact and "rtl\\u202egnp.exe" in compact
+    assert "lf\\nname.png" in compact
+    assert "rtl\\u202egnp.exe" in compact
     if POSIX_BYTES:
         assert "bad\\xff\\xfe.png" in compact
 
