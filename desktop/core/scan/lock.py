@@ -167,6 +167,8 @@ class OutputLock:
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)  # where the file cannot be removed (Windows), it names no owner
+        with contextlib.suppress(OSError):
             os.unlink(self.path)  # while still locked: a waiting process then re-checks the path
         with contextlib.suppress(OSError):
             os.close(self._fd)
