@@ -23,6 +23,9 @@ shared machine then hits all three measures alike):
    workers, sampled every 50 ms, for scans of the first 100 and of all N
    files (flat = no growth with N).
 
+``--vs-old`` instead compares the scan with the batch.py it replaced, in one
+run (benchmarks/bench_scan_vs_old.py).
+
 Model: as bench_startup.py (installed default, else a MobileNet 224
 ``weights=None`` export, timing only). Writes benchmarks/results/scan.json
 and scan.md.
@@ -262,6 +265,10 @@ def _total(parts: list[dict[str, float]], key: str = "files") -> dict[str, float
 
 
 def main() -> int:
+    if "--vs-old" in sys.argv[1:]:  # the pipeline against the batch.py it replaced (bench_scan_vs_old.py)
+        from bench_scan_vs_old import main as vs_old
+
+        return vs_old([a for a in sys.argv[1:] if a != "--vs-old"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=500, help="number of images (default 500)")
     ap.add_argument("--size", type=int, default=2000, help="image side in pixels (default 2000)")
@@ -274,8 +281,10 @@ def main() -> int:
 
     from bench_startup import bench_bundle
 
-    from desktop.core.batch import available_cpus, default_workers, inference_threads
     from desktop.core.bundle import get_bundle
+    from desktop.core.cpu import available_cpus
+    from desktop.core.cpu import decode_workers as default_workers
+    from desktop.core.cpu import scan_inference_threads as inference_threads
     from desktop.core.inference import Predictor
 
     folder = make_images(args.n, args.size)

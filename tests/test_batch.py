@@ -395,9 +395,10 @@ def test_file_changing_while_read_is_reported(tmp_path: Path, monkeypatch: pytes
     make_png(folder / "a.png", 1)
     real = imaging.load_xray
 
-    def load_then_append(path, **kw):
-        xray = real(path, **kw)
-        with open(path, "ab") as fh:
+    def load_then_append(source, **kw):
+        xray = real(source, **kw)
+        # the scan decodes the bytes it read (``name`` is the file): change the file after that read
+        with open(kw.get("name") or source, "ab") as fh:
             fh.write(b"more bytes from a copy still running")
         return xray
 

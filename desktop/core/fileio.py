@@ -38,7 +38,7 @@ def atomic_open(
 ) -> Iterator[IO[Any]]:
     """Open a temporary file for writing; on success it replaces ``path`` in one rename."""
     target = check_writable(path, overwrite=overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_tmp_stem(target.name)}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as fh:
             yield fh
@@ -56,6 +56,13 @@ def atomic_open(
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _tmp_stem(name: str, limit: int = 200) -> str:
+    """``name`` cut to ``limit`` bytes, so that the temporary file's name (name + 14) fits in 255."""
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return name
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:

@@ -192,8 +192,10 @@ def gradcam_reference(card: Any, feature_shape: Sequence[int]) -> float:
 
 
 def default_threads() -> int:
-    """Intra-op threads: every core up to 4 (more gives little on these small models)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """Intra-op threads: every core up to 4 (the policy is :mod:`desktop.core.cpu`)."""
+    from .cpu import single_inference_threads
+
+    return single_inference_threads()
 
 
 class Predictor:

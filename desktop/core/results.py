@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .display import Display
+    from .inference import Heatmap, Prediction
 
 #: ``ScanResult.status`` values: screened, failed to load/screen, refused by the input gate.
 STATUSES = ("ok", "error", "rejected")
@@ -31,6 +36,14 @@ class ScanResult:
     reject_code: str | None = None
     #: The site profile whose threshold was used, if any.
     site: str | None = None
+    # What the scan made for showing this film again without reading it (only when asked for:
+    # ``ScreenOptions.keep_display``); not written to results.csv, not compared.
+    #: the default view, downsampled (uint8)
+    display: Display | None = field(default=None, compare=False, repr=False)
+    #: the model's full output (probabilities per class)
+    prediction: Prediction | None = field(default=None, compare=False, repr=False)
+    #: the Grad-CAM map, when the file was explained
+    explanation: Heatmap | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:

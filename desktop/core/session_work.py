@@ -13,7 +13,6 @@ The Qt layer (:mod:`desktop.qt.qt_workers`) only runs these off the GUI thread.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
@@ -50,7 +49,9 @@ def discover(models_folder: str = "", dirs: Sequence[tuple[Path, str]] | None = 
 
 def gui_threads() -> int:
     """ONNX Runtime threads in the GUI: one core is left to the window (and the decoders)."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    from .cpu import gui_inference_threads
+
+    return gui_inference_threads()
 
 
 class PredictorCache:

@@ -156,9 +156,8 @@ def _write_report(
 
 def _audit_report(out: Path, xray: XRay, prediction: Any, bundle: Any, form: ReportForm) -> None:
     try:
-        import hashlib
-
         from desktop.core.audit import AuditLog
+        from desktop.core.hashing import sha256_file
 
         with AuditLog(operator=form.operator or None) as log_:
             log_.record(
@@ -172,7 +171,7 @@ def _audit_report(out: Path, xray: XRay, prediction: Any, bundle: Any, form: Rep
                 threshold=prediction.threshold,
                 result={"status": "ok", "label": prediction.label, "p_covid": float(prediction.p_covid)},
                 anonymized=form.anonymize,
-                output_sha256=hashlib.sha256(Path(out).read_bytes()).hexdigest(),
+                output_sha256=sha256_file(out),
                 source="gui",
             )
     except Exception:  # the audit log must never stop a report

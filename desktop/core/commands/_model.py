@@ -62,10 +62,7 @@ def prediction_fields(pred: Any) -> dict[str, Any]:
 
 
 def write_overlay(target: str | os.PathLike[str], xray: Any, heatmap: Any, *, overwrite: bool) -> Path:
-    """The Grad-CAM overlay PNG (shared renderer), written atomically."""
-    from desktop.core.fileio import atomic_write_bytes
-    from desktop.core.overlay import heatmap_panel, png_bytes
+    """The Grad-CAM overlay PNG of ``xray`` (the one heatmap PNG writer), written atomically."""
+    from desktop.core.scan.heatmaps import write_heatmap_png
 
-    gray = xray.pixels
-    png = png_bytes(heatmap_panel(gray, heatmap.upsample(gray.shape)))
-    return atomic_write_bytes(target, png, overwrite=overwrite)
+    return write_heatmap_png(target, xray.pixels, heatmap, overwrite=overwrite)

@@ -7,6 +7,11 @@ Prints one JSON object per file and line on stdout, in the order given::
 
 Exit code 0 if every file was screened, 1 if any failed (its line says why),
 2 for usage errors (unknown model or operating point, heatmap exists...).
+
+The files go through the scan's pipeline (:func:`desktop.core.scan.pipeline.screen_files`):
+each is read once (a FIFO or a device is refused before any read), hashed and
+decoded from the same bytes in a read-ahead thread while the model runs the
+previous one.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+#: Decoding threads of ``predict`` (a thread starts at once; a few files do not pay for processes).
+READ_AHEAD_THREADS = 1
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,134 +45,114 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    # Decode the next file in a thread while the model loads / the previous file runs
-    # (image decoding and ONNX Runtime both release the GIL): a faster first line.
-    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxr-read")
-    pending: dict[int, Future[Any]] = {0: reader.submit(_load, args.files[0])}
-    try:
-        return _run(args, reader, pending)
-    finally:
-        reader.shutdown(wait=False, cancel_futures=True)
-
-
-def _load(file: str) -> Any:
-    """An XRay, or the CXRError that loading raised."""
-    from desktop.core.errors import CXRError
-    from desktop.core.imaging import load_xray
-
-    try:
-        return load_xray(file)
-    except CXRError as exc:
-        return exc
-
-
-def _run(args: argparse.Namespace, reader: Any, pending: dict[int, Any]) -> int:
     import json
     import sys
     from pathlib import Path
 
     from desktop.core.audit import AuditLog
-    from desktop.core.commands._model import load_model, prediction_fields
-    from desktop.core.errors import CXRError, OutputError
+    from desktop.core.bundle import get_bundle
+    from desktop.core.scan.pipeline import ScreenOptions, as_entries, screen_files
 
-    loaded = load_model(args.model, args.operating_point)  # usage errors (exit 2) before any output
+    # usage errors (exit 2) before any output
+    bundle = get_bundle(args.model)
+    op = bundle.card.operating_point(args.operating_point)
     heat_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
+    entries = as_entries(args.files)
     targets: dict[int, Path] = {}
     if heat_dir is not None:
-        targets = _heatmap_targets(args.files, heat_dir, overwrite=args.overwrite)
+        named = _heatmap_targets(args.files, heat_dir, overwrite=args.overwrite)
+        targets = {id(e): named[i] for i, e in enumerate(entries)}  # the pipeline hands back these entries
 
     audit = AuditLog(operator=args.operator)
+    predictor = _PredictorSoon(bundle)  # ONNX Runtime starts while the first file is read and decoded
+    options = ScreenOptions(
+        operating_point=op.name, workers=READ_AHEAD_THREADS, threads=True,
+        heatmap_target=(lambda e: targets[id(e)]) if heat_dir is not None else None,
+        heatmap_overwrite=args.overwrite, audit=audit, audit_event="predict",
+    )
     failed = 0
     try:
-        for i, file in enumerate(args.files):
-            record: dict[str, object] = {
-                "file": file,
-                "status": "error",
-                "label": None,
-                "p_covid": None,
-                "model": loaded.name,
-                "model_version": loaded.version,
-                "operating_point": loaded.operating_point,
-                "threshold": loaded.threshold,
-                "error": None,
-            }
-            sha = None
-            if i + 1 < len(args.files):
-                pending[i + 1] = reader.submit(_load, args.files[i + 1])
-            try:
-                xray = pending.pop(i).result()
-                if isinstance(xray, CXRError):
-                    raise xray
-                sha = xray.sha256
-                if heat_dir is not None:
-                    pred, heatmap = loaded.predictor.explain(xray, operating_point=loaded.operating_point)
-                else:
-                    pred = loaded.predictor.predict([xray], operating_point=loaded.operating_point)[0]
-                    heatmap = None
-                record.update(prediction_fields(pred))
-                record["status"] = "ok"
-                if heatmap is not None:
-                    from desktop.core.commands._model import write_overlay
-
-                    try:
-                        write_overlay(targets[i], xray, heatmap, overwrite=args.overwrite)
-                        record["heatmap"] = str(targets[i])
-                    except OutputError as exc:
-                        record["heatmap"] = None
-                        record["status"] = "error"
-                        record["error"] = f"heatmap not written: {exc}"
-            except CXRError as exc:
-                record["error"] = str(exc)
-                record["error_kind"] = exc.kind
-                if sha is None and exc.kind != "access":
-                    sha = _sha256(file)
+        for result in screen_files(entries, predictor, options):
+            record = _record(result, with_heatmap=heat_dir is not None)
             if record["status"] != "ok":
                 failed += 1
-            audit.record(
-                "predict",
-                file_sha256=sha,
-                file_path=file,
-                model=loaded.name,
-                model_version=loaded.version,
-                model_sha256=loaded.sha256,
-                operating_point=str(record["operating_point"]),
-                threshold=_float(record["threshold"]),
-                result=_audit_result(record),
-            )
-            record.pop("error_kind", None)
             if sys.stdout is not None:
                 sys.stdout.write(json.dumps(record) + "\n")
                 sys.stdout.flush()
+    except _BuildFailed as exc:
+        raise exc.error from None  # a broken bundle: exit 2, before any line
     finally:
+        predictor.wait()  # never exit while ONNX Runtime is still being set up (it aborts the process)
         audit.close()
     if audit.failed and sys.stderr is not None:
         sys.stderr.write(f"cxr-screener predict: warning: {audit.failed}\n")
     return 1 if failed else 0
 
 
-def _sha256(path: str) -> str | None:
-    import hashlib
+class _BuildFailed(Exception):
+    """The Predictor could not be built (not a per-file error: the pipeline must not turn it into rows)."""
 
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
+class _PredictorSoon:
+    """The bundle's Predictor, built in a thread from the start, so the first file decodes meanwhile."""
+
+    def __init__(self, bundle: Any) -> None:
+        import threading
+
+        self.bundle = bundle
+        self.spec = bundle.card.preprocess
+        self._made: list[Any] = []
+        self._failed: list[BaseException] = []
+        self._thread = threading.Thread(target=self._build, name="cxr-model", daemon=True)
+        self._thread.start()
+
+    def _build(self) -> None:
+        from desktop.core.cpu import single_inference_threads
+        from desktop.core.inference import Predictor
+
+        try:
+            self._made.append(Predictor(self.bundle, threads=single_inference_threads()))
+        except BaseException as exc:
+            self._failed.append(exc)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def get(self) -> Any:
+        self._thread.join()
+        if self._failed:
+            raise _BuildFailed(self._failed[0])
+        return self._made[0]
+
+    def predict_inputs(self, batch: Any, operating_point: Any = None) -> Any:
+        return self.get().predict_inputs(batch, operating_point)
+
+    def explain_input(self, x: Any, operating_point: Any = None) -> Any:
+        return self.get().explain_input(x, operating_point)
 
 
-def _audit_result(record: dict[str, object]) -> dict[str, object]:
-    if record["status"] == "ok":
-        return {"status": "ok", "label": record["label"], "p_covid": record["p_covid"]}
-    return {"status": "error", "error_kind": record.get("error_kind", "heatmap")}
+def _record(result: Any, *, with_heatmap: bool) -> dict[str, object]:
+    """The JSON line of one result (the documented contract)."""
+    record: dict[str, object] = {
+        "file": result.relpath,
+        "status": result.status,
+        "label": result.label,
+        "p_covid": round(float(result.p_covid), 6) if result.p_covid is not None else None,
+        "model": result.model,
+        "model_version": result.model_version,
+        "operating_point": result.operating_point,
+        "threshold": result.threshold,
+        "error": result.error,
+    }
+    if result.ok and with_heatmap:
+        record["heatmap"] = result.heatmap
+        if result.error_kind == "heatmap":  # screened, but the overlay could not be written
+            record["status"] = "error"
+    return record
 
 
 def _heatmap_targets(files: list[str], heat_dir: Path, *, overwrite: bool) -> dict[int, Path]:
@@ -172,6 +160,7 @@ def _heatmap_targets(files: list[str], heat_dir: Path, *, overwrite: bool) -> di
     from pathlib import Path
 
     from desktop.core.errors import OutputError, OutputExistsError
+    from desktop.core.scan.heatmaps import heatmap_name
 
     folder = Path(heat_dir)
     try:
@@ -182,10 +171,10 @@ def _heatmap_targets(files: list[str], heat_dir: Path, *, overwrite: bool) -> di
     used: set[str] = set()
     for i, file in enumerate(files):
         stem = Path(file).name
-        name = f"{stem}.heatmap.png"
+        name = heatmap_name(stem)
         n = 2
         while name in used:  # same file name from two folders
-            name = f"{stem}.{n}.heatmap.png"
+            name = heatmap_name(f"{stem}.{n}")
             n += 1
         used.add(name)
         target = folder / name

@@ -109,14 +109,13 @@ def _page_size(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import hashlib
     import os
     import sys
-    from pathlib import Path
 
     from desktop.core.audit import OPERATOR_ENV, AuditLog, default_operator
     from desktop.core.commands._model import load_model
     from desktop.core.fileio import check_writable
+    from desktop.core.hashing import sha256_file
     from desktop.core.imaging import Window, load_xray
     from desktop.core.report import ReportInfo, write_study_report
 
@@ -177,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=float(prediction.threshold),
         result={"status": "ok", "label": str(prediction.label), "p_covid": round(float(prediction.p_covid), 6)},
         anonymized=bool(args.anonymize),
-        output_sha256=hashlib.sha256(Path(out).read_bytes()).hexdigest(),
+        output_sha256=sha256_file(out),
     )
     audit.close()
     if audit.failed and sys.stderr is not None:

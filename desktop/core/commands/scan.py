@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--report", metavar="OUT.pdf", help="also write a PDF report of the whole scan")
     p.add_argument("--report-pages", action="store_true", help="add one page per study (with heatmap) to --report")
     p.add_argument("--anonymize", action="store_true",
-                   help="pseudonymise patient data in the --report PDF and the --dicom-results")
+                   help="name files by pseudonyms in every output: results.csv paths, heatmap names, audit, "
+                        "and patient data in the --report PDF and the --dicom-results")
     p.add_argument("--dicom-results", metavar="DIR",
                    help="write a Secondary Capture (heatmap) and a Structured Report per DICOM film here")
     p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: one per core, at most 4)")
@@ -88,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
         if check_writable_report.parent and not check_writable_report.parent.exists():
             check_writable_report.parent.mkdir(parents=True, exist_ok=True)
         check_writable(check_writable_report, overwrite=args.overwrite)
-    workers = batch.default_workers() if args.workers is None else args.workers
-    threads = args.threads or batch.inference_threads()
+    from desktop.core.cpu import decode_workers, scan_inference_threads
+
+    workers = decode_workers() if args.workers is None else args.workers
+    threads = args.threads or scan_inference_threads()
     # exit 2 on an unknown model / operating point, before any output
     loaded = load_model(args.model, args.operating_point, threads=threads)
     created = not out.exists()
@@ -100,9 +103,16 @@ def run(args: argparse.Namespace) -> int:
     if created or not args.out:
         batch.mark_output_folder(out)
 
+    from desktop.core.progress import Progress
+
     started = dt.datetime.now().astimezone()
     stats = batch.ScanStats()
     bar = ProgressBar(enabled=not args.no_progress)
+    progress = Progress()
+    progress.subscribe(bar.update)
+    # the report is drawn from what the scan made: no file is read twice
+    shown: dict[str, Any] = {}
+    previews = out / PREVIEWS_NAME
     audit = AuditLog(operator=args.operator)
     interrupted = False
     failure: CXRError | None = None
@@ -123,17 +133,23 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             heatmap_dir=out / "heatmaps" if args.heatmaps or args.dicom_results else None,
-            progress=bar.update,
+            progress=progress,
             workers=workers,
             audit=audit,
             stats=stats,
+            anonymize=args.anonymize,
+            keep_display=bool(args.report),
+            explain=bool(args.report and args.report_pages),
             **kwargs,
         )
         for result in results:
             if not result.ok:
                 bar.note(f"{result.error}")
-            elif maker is not None:
-                maker.make(result)
+            else:
+                if maker is not None:
+                    maker.make(result)
+                if args.report:
+                    shown[result.relpath] = _keep_for_report(result, previews)
     except KeyboardInterrupt:
         interrupted = True
     except OutputError as exc:
@@ -143,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         audit.close()
 
     _summary(stats, results_csv, interrupted=interrupted, audit_failed=audit.failed, folder=folder)
+    if failure is not None or interrupted:
+        _drop_previews(previews)
     if failure is not None:
         _err(f"cxr-screener scan: {failure}")
         return 2 if stats.done == 0 else 1  # refused before any work: a usage error
@@ -161,9 +179,12 @@ def run(args: argparse.Namespace) -> int:
 
         info = ReportInfo(clinic_name=args.clinic, clinic_address=args.clinic_address,
                           operator=audit.operator, page_size=args.page_size)
+        # this run's rows keep their real paths and bring what the scan made (display image, heatmap): the
+        # report opens no file again; rows of earlier runs of a resumed scan get the heatmap PNGs written then
+        items = [_report_item(shown[r.relpath]) if r.relpath in shown else r for r in all_results]
         path = write_batch_report(
             args.report,
-            with_heatmap_pngs(all_results, out / "heatmaps" if args.heatmaps else None),  # reused, not remade
+            with_heatmap_pngs(items, out / "heatmaps" if args.heatmaps else None),
             folder=folder,
             bundle=loaded.bundle,
             operating_point=loaded.operating_point,
@@ -178,8 +199,48 @@ def run(args: argparse.Namespace) -> int:
                      operating_point=loaded.operating_point, threshold=loaded.threshold,
                      count=len(all_results), anonymized=bool(args.anonymize), source="scan")
         audit.close()
+        _drop_previews(previews)
         _err(f"Report: {path}")
     return 1 if failed else 0
+
+
+#: Where ``scan --report`` keeps the small display images of the films until the PDF is written.
+PREVIEWS_NAME = ".previews"
+#: Long side of those images: enough for a study page at 160 dpi.
+PREVIEW_SIDE = 640
+
+
+def _keep_for_report(result: Any, previews: Any) -> Any:
+    """``result`` with its display image moved to a small PNG (a long scan holds no images in memory)."""
+    from dataclasses import replace
+
+    from desktop.core.display import shrink
+
+    display = result.display
+    if display is None or display.image is None:
+        return result
+    small = replace(display, image=shrink(display.image, PREVIEW_SIDE))
+    try:
+        return replace(result, display=small.spill(previews, result.sha256 or "unnamed"))
+    except OSError:
+        return replace(result, display=small)
+
+
+def _report_item(made: Any) -> Any:
+    """The batch report's item for a result of this run: its display image and heatmap, no decode."""
+    from desktop.core.report_batch import BatchItem
+
+    display = made.display
+    shown = None if display is None else (display.png or display.gray())  # the spilled PNG: read when drawn
+    return BatchItem(result=made, display=shown,
+                     heatmap=made.explanation, metadata=None if display is None else display.metadata)
+
+
+def _drop_previews(previews: Any) -> None:
+    """The display images were only for the PDF: remove them (they show the patients' films)."""
+    import shutil
+
+    shutil.rmtree(previews, ignore_errors=True)
 
 
 def default_out_dir(folder: Any) -> Any:

@@ -1,0 +1,196 @@
+"""Reading and decoding one file, once: what a decode worker does for each file.
+
+:func:`decode_one` opens the file once (regular files only, bounded: a FIFO
+or a device is refused before anything is read, so nothing blocks or spins),
+hashes and decodes the *same bytes* (so the sha256 is that of what was
+screened), checks that the file did not change meanwhile, preprocesses it to
+the model input, and keeps what display needs (:class:`~desktop.core.display.Display`,
+only when asked). The result, :class:`Decoded`, is what crosses the process
+boundary: a 224x224x3 float32 input and at most a ~1 MB uint8 image.
+
+Without display needs, large films may be decoded at reduced resolution:
+:func:`load_for_model` is the one place that asks the loader for it.
+"""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from desktop.core.display import DISPLAY_SIDE, Display
+from desktop.core.errors import CXRError, FileAccessError, ImageTooLargeError
+from desktop.core.hashing import sha256_bytes
+
+from .walk import special_file_kind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Wants:
+    """What the caller needs back besides the model input."""
+
+    #: long side of the display image (0: no display)
+    display_side: int = 0
+
+    @property
+    def display(self) -> bool:
+        return self.display_side > 0
+
+
+NO_DISPLAY = Wants()
+WITH_DISPLAY = Wants(DISPLAY_SIDE)
+
+
+def as_wants(value: Wants | bool | None) -> Wants:
+    """``Wants`` from the older ``want_xray`` flag too (True: display needed)."""
+    if isinstance(value, Wants):
+        return value
+    return WITH_DISPLAY if value else NO_DISPLAY
+
+
+@dataclass
+class Decoded:
+    """One file after its worker: ``status`` "ok" (input ready), "skip" (resume: same bytes) or "error"."""
+
+    status: str
+    sha256: str = ""
+    input: Any = None  # (H, W, C) float32 model input
+    display: Display | None = None
+    error: str | None = None
+    error_kind: str | None = None
+
+
+def read_input(path: str, limit: int | None = None) -> tuple[bytes, os.stat_result]:
+    """The bytes of the regular file ``path`` (one open, bounded by ``limit``) and its stat.
+
+    Opened non-blocking, then checked with ``fstat``: a FIFO, socket or
+    device is refused with :class:`FileAccessError` before any read.
+    """
+    from desktop.core.imaging import MAX_FILE_BYTES
+
+    limit = MAX_FILE_BYTES if limit is None else limit
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError as exc:
+        raise FileAccessError(path, "file not found") from exc
+    except IsADirectoryError as exc:
+        raise FileAccessError(path, "is a folder, not a file") from exc
+    except PermissionError as exc:
+        raise FileAccessError(path, "permission denied: cannot read the file") from exc
+    except OSError as exc:
+        raise FileAccessError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise FileAccessError(path, "is a folder, not a file")
+        what = special_file_kind(st.st_mode)
+        if what is not None:
+            raise FileAccessError(path, f"{what}, not a file; not read")
+        if st.st_size > limit:
+            raise ImageTooLargeError(path, f"file is {st.st_size / 2**20:.0f} MiB, over the {limit // 2**20} MiB limit")
+        parts: list[bytes] = []
+        total = 0
+        want = st.st_size + 1 if st.st_size > 0 else 1 << 20
+        while True:
+            chunk = os.read(fd, min(want, limit + 1 - total))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise ImageTooLargeError(path, f"file is over the {limit // 2**20} MiB limit")
+            want = 16 << 20
+        return b"".join(parts), st
+    except OSError as exc:
+        if isinstance(exc, CXRError):
+            raise
+        raise FileAccessError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
+@lru_cache(maxsize=1)
+def _reduced_decode_parameter() -> str | None:
+    """The loader's reduced-resolution keyword in this build: ``target`` (the size the caller
+    resizes to), ``max_side`` (a long side), or None (full resolution only)."""
+    from desktop.core import imaging
+
+    try:
+        params = inspect.signature(imaging.load_xray).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((key for key in ("target", "max_side") if key in params), None)
+
+
+#: With ``max_side``, the long side asked for, as a multiple of the model input's (room for crop and resize).
+REDUCED_DECODE_FACTOR = 4
+
+
+def load_for_model(data: bytes, name: str, target: tuple[int, int] | None) -> Any:
+    """Decode ``data`` (the bytes of the file ``name``): the one place that asks for reduced resolution.
+
+    ``target``: the (height, width) the pixels will be resized to (the model
+    input), when nothing else needs them; where the loader supports it, large
+    films are decoded at reduced resolution (JPEG DCT scaling, JPEG 2000
+    resolution levels). None: full resolution (display and heatmaps need it).
+    """
+    from desktop.core import imaging
+
+    kw: dict[str, Any] = {"name": name}
+    key = _reduced_decode_parameter() if target else None
+    if key == "target":
+        kw["target"] = target
+    elif key == "max_side" and target:
+        kw["max_side"] = REDUCED_DECODE_FACTOR * max(target)
+    return imaging.load_xray(data, **kw)
+
+
+def decode_one(path: str, expected_sha: str | None, spec: Any, wants: Wants | bool | None = None) -> Decoded:
+    """Read, hash, decode and preprocess one file (see the module docstring). Never raises."""
+    from desktop.core.preprocess import model_input
+
+    wants = as_wants(wants)
+    try:
+        data, before = read_input(path)
+        sha = sha256_bytes(data)
+        if expected_sha and sha == expected_sha:
+            return Decoded("skip", sha)
+        try:
+            target = None if wants.display else (int(spec.height), int(spec.width))
+            xray = load_for_model(data, path, target)
+        except CXRError as exc:
+            return Decoded("error", sha if exc.kind != "access" else "", error=str(exc), error_kind=exc.kind)
+        try:
+            after = os.stat(path)
+        except FileNotFoundError:
+            return Decoded("error", sha, error=f"{path}: file vanished while it was being read", error_kind="changed")
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            return Decoded("error", sha, error=f"{path}: file changed while it was being read; scan it again",
+                           error_kind="changed")
+        inp = model_input(xray, spec)
+        display = Display.from_xray(xray, wants.display_side) if wants.display else None
+        return Decoded("ok", sha, input=inp, display=display)
+    except FileNotFoundError:
+        return Decoded("error", error=f"{path}: file vanished before it could be read", error_kind="access")
+    except CXRError as exc:
+        return Decoded("error", error=str(exc), error_kind=exc.kind)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return Decoded("error", error=f"{path}: file name too long to open", error_kind="access")
+        return Decoded("error", error=f"{path}: cannot read the file ({exc.strerror or exc})", error_kind="access")
+    except MemoryError:
+        return Decoded("error", error=f"{path}: not enough memory to decode this image", error_kind="too_large")
+    except Exception as exc:  # a bug: keep the scan alive, say what happened
+        log.exception("unexpected error decoding %s", path)
+        return Decoded("error", error=f"{path}: unexpected error ({type(exc).__name__})", error_kind="internal")
+
+
+__all__ = ["NO_DISPLAY", "WITH_DISPLAY", "Decoded", "Wants", "as_wants", "decode_one", "load_for_model", "read_input"]
