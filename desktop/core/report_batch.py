@@ -117,13 +117,18 @@ class _Row:
 
 
 def with_heatmap_pngs(results: Iterable[Any], heatmap_dir: str | os.PathLike[str] | None) -> list[Any]:
-    """The scan's results with the heatmap PNGs it wrote (``<heatmap_dir>/<relpath>.heatmap.png``) attached,
-    so the report's study pages show them instead of running the model again."""
+    """The scan's results with the heatmap PNGs it wrote (:func:`desktop.core.scan.heatmaps.heatmap_path`)
+    attached, so the report's study pages show them instead of running the model again."""
+    from .scan.heatmaps import heatmap_path
+
     out: list[Any] = []
     for r in results:
-        png = Path(heatmap_dir) / f"{getattr(r, 'relpath', '') or Path(str(r.path)).name}.heatmap.png" \
+        if isinstance(r, BatchItem):
+            out.append(r)
+            continue
+        png = heatmap_path(heatmap_dir, getattr(r, "relpath", "") or Path(str(r.path)).name) \
             if heatmap_dir is not None else None
-        if isinstance(r, BatchItem) or png is None or getattr(r, "heatmap", None) or not png.is_file():
+        if png is None or getattr(r, "heatmap", None) or not png.is_file():
             out.append(r)
         else:
             out.append(BatchItem(result=r, heatmap_png=png))

@@ -69,8 +69,10 @@ def screen_folder(
 
 
 def heatmap_path(heatmap_dir: str | os.PathLike[str], relpath: str) -> Path:
-    """Where the scan writes the heatmap panel of the file ``relpath``."""
-    return Path(heatmap_dir) / (relpath + ".heatmap.png")
+    """Where the scan writes the heatmap panel of the file ``relpath`` (the scan's own naming)."""
+    from desktop.core.scan.heatmaps import heatmap_path as scan_heatmap_path
+
+    return scan_heatmap_path(heatmap_dir, relpath)
 
 
 @dataclass
