@@ -238,8 +238,8 @@ def j2k_header(frame: bytes) -> tuple[int, int, int, bool, int] | None:
     lsiz = int.from_bytes(frame[siz : siz + 2], "big")
     xsiz, ysiz, xo, yo = (int.from_bytes(frame[siz + 4 + 4 * i : siz + 8 + 4 * i], "big") for i in range(4))
     components = int.from_bytes(frame[siz + 36 : siz + 38], "big")
-    if components != 1 or len(frame) < siz + 41:
-        return None
+    if components != 1 or len(frame) < siz + 41 or xo or yo:
+        return None  # (an image offset would put the reduced grid elsewhere)
     ssiz = frame[siz + 38]
     precision, signed = (ssiz & 0x7F) + 1, bool(ssiz & 0x80)
     pos = 2 + 2 + lsiz

@@ -2,8 +2,8 @@
 
 With a reduction factor ``k > 1`` (a ``target`` load), a JPEG is decoded by libjpeg's
 DCT scaling (``Image.draft``, up to 1/8 per side) and whatever factor is left, or all
-of it for a PNG, is applied by a box filter (Pillow ``reduce`` for 8-bit colour,
-:func:`~.resolution.box_reduce` for gray), so no full-size float32 copy is made.
+of it for a PNG, is applied by :func:`~.resolution.box_reduce` (to the luma of a colour
+image, in stripes of rows), so no full-size float32 copy is made.
 """
 
 from __future__ import annotations
@@ -126,23 +126,24 @@ def pil_to_gray(im: Image.Image, k: int = 1) -> tuple[np.ndarray, int]:
     if mode in ("LA", "La"):
         return box_reduce(np.asarray(im.getchannel("L")), k), 8
     if mode in _COLOUR_MODES:
-        rgb = im.convert("RGB")
-        if k > 1:
-            rgb = rgb.reduce(k)
-        return _luma(np.asarray(rgb)), 8
+        return _luma(np.asarray(im.convert("RGB")), k), 8
     return box_reduce(np.asarray(im.convert("L")), k), 8
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma of uint8 RGB, as Pillow's convert("L") without its rounding to 8 bits.
+def _luma(rgb: np.ndarray, k: int = 1) -> np.ndarray:
+    """ITU-R 601 luma of uint8 RGB, as Pillow's convert("L") without its rounding to 8 bits,
+    box-reduced by ``k``.
 
     In stripes of rows, so a large colour film never has a float32 copy of all three channels.
     """
-    out = np.empty(rgb.shape[:2], dtype=np.float32)
-    for r0 in range(0, rgb.shape[0], _LUMA_STRIPE):
-        part = rgb[r0 : r0 + _LUMA_STRIPE].astype(np.float32)
+    step = max(k, (_LUMA_STRIPE // k) * k)
+    out = np.empty(reduced_shape(rgb.shape[:2], k), dtype=np.float32)
+    for r0 in range(0, rgb.shape[0], step):
+        part = rgb[r0 : r0 + step].astype(np.float32)
         gray = part[..., 0] * 0.299 + part[..., 1] * 0.587 + part[..., 2] * 0.114
-        out[r0 : r0 + _LUMA_STRIPE] = np.clip(gray, 0.0, 255.0)
+        np.clip(gray, 0.0, 255.0, out=gray)
+        small = box_reduce(gray, k)
+        out[r0 // k : r0 // k + small.shape[0]] = small
     return out
 
 
