@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -22,7 +23,7 @@ from .resolution import box_reduce, reduced_shape
 from .types import StudyMetadata, Window, XRay
 
 _COLOUR_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
-#: Rows of a colour image turned to luma at a time (bounds the float32 temporary).
+#: Rows of an image converted to float32 gray at a time (bounds the temporaries).
 _LUMA_STRIPE = 1024
 
 
@@ -105,46 +106,47 @@ def _applied_scale(full: tuple[int, int], got: tuple[int, int]) -> int:
 
 
 def pil_to_gray(im: Image.Image, k: int = 1) -> tuple[np.ndarray, int]:
-    """Grayscale float32 values in the image's own units (box-reduced by ``k``), and the bit depth."""
+    """Grayscale float32 values in the image's own units (box-reduced by ``k``), and the bit depth.
+
+    Converted in stripes of rows (``Image.crop`` of the decoded image), so that besides
+    Pillow's own decoded image only the float32 result exists in full: no full-size numpy
+    copy, no float32 copy of three colour channels.
+    """
     mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return box_reduce(np.asarray(im), k), 16
-    if mode == "I":
-        arr = np.asarray(im)
-        return box_reduce(arr, k), 16 if arr.max(initial=0) <= 65535 else 32
-    if mode == "F":
-        arr = box_reduce(np.asarray(im, dtype=np.float32), k)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr -= np.float32(lo)
-        arr *= np.float32(65535.0 / max(hi - lo, 1e-12))
-        return arr, 16
-    if mode == "1":
-        return box_reduce(np.asarray(im.convert("L")), k), 8
     if mode == "P":
         im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
         mode = im.mode
-    if mode in ("LA", "La"):
-        return box_reduce(np.asarray(im.getchannel("L")), k), 8
-    if mode in _COLOUR_MODES:
-        return _luma(np.asarray(im.convert("RGB")), k), 8
-    return box_reduce(np.asarray(im.convert("L")), k), 8
-
-
-def _luma(rgb: np.ndarray, k: int = 1) -> np.ndarray:
-    """ITU-R 601 luma of uint8 RGB, as Pillow's convert("L") without its rounding to 8 bits,
-    box-reduced by ``k``.
-
-    In stripes of rows, so a large colour film never has a float32 copy of all three channels.
-    """
+    gray: Callable[[Image.Image], np.ndarray]
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        gray, bits = np.asarray, 16
+    elif mode in ("LA", "La"):
+        gray, bits = (lambda s: np.asarray(s.getchannel("L"))), 8
+    elif mode in _COLOUR_MODES:
+        gray, bits = (lambda s: _luma(np.asarray(s if s.mode == "RGB" else s.convert("RGB")))), 8
+    elif mode == "L":
+        gray, bits = np.asarray, 8
+    else:  # "1" and anything else Pillow can turn to 8-bit gray
+        gray, bits = (lambda s: np.asarray(s.convert("L"))), 8
+    width, height = im.size
     step = max(k, (_LUMA_STRIPE // k) * k)
-    out = np.empty(reduced_shape(rgb.shape[:2], k), dtype=np.float32)
-    for r0 in range(0, rgb.shape[0], step):
-        part = rgb[r0 : r0 + step].astype(np.float32)
-        gray = part[..., 0] * 0.299 + part[..., 1] * 0.587 + part[..., 2] * 0.114
-        np.clip(gray, 0.0, 255.0, out=gray)
-        small = box_reduce(gray, k)
+    out = np.empty(reduced_shape((height, width), k), dtype=np.float32)
+    for r0 in range(0, height, step):
+        small = box_reduce(gray(im.crop((0, r0, width, min(height, r0 + step)))), k)
         out[r0 // k : r0 // k + small.shape[0]] = small
-    return out
+    if mode == "I" and out.max(initial=0) > 65535:
+        bits = 32
+    if mode == "F":
+        lo, hi = float(out.min()), float(out.max())
+        out -= np.float32(lo)
+        out *= np.float32(65535.0 / max(hi - lo, 1e-12))
+    return out, bits
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of uint8 RGB, as Pillow's convert("L") without its rounding to 8 bits."""
+    part = rgb.astype(np.float32)
+    gray = part[..., 0] * 0.299 + part[..., 1] * 0.587 + part[..., 2] * 0.114
+    return np.clip(gray, 0.0, 255.0, out=gray)
 
 
 __all__ = ["load_pil", "pil_to_gray"]
