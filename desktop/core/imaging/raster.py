@@ -23,8 +23,9 @@ from .resolution import box_reduce, reduced_shape
 from .types import StudyMetadata, Window, XRay
 
 _COLOUR_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
-#: Rows of an image converted to float32 gray at a time (bounds the temporaries).
-_LUMA_STRIPE = 1024
+#: Pixels of an image converted to float32 gray at a time (bounds the temporaries: ~25 MB
+#: for a colour stripe).
+_STRIPE_PIXELS = 2 * 1024 * 1024
 
 
 def load_pil(data: bytes, label: str | None, fmt: str, k: int = 1) -> XRay:
@@ -51,7 +52,8 @@ def load_pil(data: bytes, label: str | None, fmt: str, k: int = 1) -> XRay:
             before = im.size
             exif_warn: list[str] = []
             try:
-                im = ImageOps.exif_transpose(im) or im
+                # in place: without it Pillow returns a full copy even when nothing turns
+                ImageOps.exif_transpose(im, in_place=True)
             except Exception:  # broken EXIF: keep the pixels as stored
                 exif_warn.append("unreadable EXIF orientation ignored")
     except ImageLoadError:
@@ -128,7 +130,7 @@ def pil_to_gray(im: Image.Image, k: int = 1) -> tuple[np.ndarray, int]:
     else:  # "1" and anything else Pillow can turn to 8-bit gray
         gray, bits = (lambda s: np.asarray(s.convert("L"))), 8
     width, height = im.size
-    step = max(k, (_LUMA_STRIPE // k) * k)
+    step = max(k, (max(_STRIPE_PIXELS // max(width, 1), 1) // k) * k)
     out = np.empty(reduced_shape((height, width), k), dtype=np.float32)
     for r0 in range(0, height, step):
         small = box_reduce(gray(im.crop((0, r0, width, min(height, r0 + step)))), k)
