@@ -83,12 +83,13 @@ def test_negative_rescale_slope_still_accepted() -> None:
 def deflated_bomb(pixel_bytes: int, rows: int = 128, cols: int = 112) -> bytes:
     """A Deflated Explicit VR DICOM declaring rows x cols x 16 bits, whose pixel data inflates to ``pixel_bytes``."""
     import pydicom
+    from pydicom.uid import UID
 
     ds = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((rows, cols), np.uint16), bits_stored=12)))
     del ds.PixelData
 
     def written(ts: str) -> tuple[bytes, int]:
-        ds.file_meta.TransferSyntaxUID = ts
+        ds.file_meta.TransferSyntaxUID = UID(ts)
         buf = io.BytesIO()
         pydicom.dcmwrite(buf, ds, enforce_file_format=True)
         raw = buf.getvalue()
@@ -113,9 +114,10 @@ def deflated_bomb(pixel_bytes: int, rows: int = 128, cols: int = 112) -> bytes:
 
 def test_deflated_dicom_with_honest_size_loads() -> None:
     import pydicom
+    from pydicom.uid import UID
 
     ds = pydicom.dcmread(io.BytesIO(dicom_bytes(Q12, bits_stored=12)))
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1.99")
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, implicit_vr=False, little_endian=True, enforce_file_format=True)
     xray = load_xray(buf.getvalue(), name="ok.dcm")

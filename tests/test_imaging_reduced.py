@@ -62,13 +62,14 @@ def jpeg_dicom(gray8: np.ndarray, quality: int = 92, photometric: str = "MONOCHR
     """A JPEG Baseline (process 1) DICOM of an 8-bit image, encoded with Pillow."""
     import pydicom
     from pydicom.encaps import encapsulate
+    from pydicom.uid import UID
 
     ds = pydicom.dcmread(io.BytesIO(dicom_bytes(gray8, modality="CR", photometric=photometric)))
     buf = io.BytesIO()
     Image.fromarray(gray8).save(buf, "JPEG", quality=quality)
     ds.PixelData = encapsulate([buf.getvalue()])
     ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = JPEG_BASELINE
+    ds.file_meta.TransferSyntaxUID = UID(JPEG_BASELINE)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

@@ -12,7 +12,7 @@ import io
 import logging
 import warnings
 import zlib
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from desktop.core.errors import (
     CorruptImageError,
@@ -134,7 +134,7 @@ def _read_deflated(data: bytes, meta_end: int, label: str | None) -> Any:
         )
     buffer = DicomBytesIO(bytes(out))
     del out
-    dataset = pydicom_read_dataset(buffer, False, True)
+    dataset = pydicom_read_dataset(cast(BinaryIO, buffer), False, True)
     ds = FileDataset(label or "<bytes>", dataset, data[:128], meta.file_meta, False, True)
     ds.set_original_encoding(False, True, dataset._character_set)
     return ds
@@ -148,7 +148,7 @@ def _declared_size(head: bytes) -> int:
     ceiling = limits.max_inflated_bytes()
     try:
         ds = pydicom_read_dataset(
-            DicomBytesIO(head), False, True, stop_when=lambda tag, vr, length: tag == 0x7FE00010
+            cast(BinaryIO, DicomBytesIO(head)), False, True, stop_when=lambda tag, vr, length: tag == 0x7FE00010
         )
         rows, cols = int(ds.Rows), int(ds.Columns)
         bits = int(ds.BitsAllocated)

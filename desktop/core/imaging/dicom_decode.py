@@ -178,8 +178,9 @@ def decode_reduced(frame: bytes, ts: str, ds: Any, k: int) -> tuple[np.ndarray, 
                 if signed or (width, height) != (cols, rows) or not 8 <= precision <= 16:
                     return None
                 for level in range(min(k.bit_length() - 1, levels), 0, -1):
-                    arr = _j2k_at_level(frame, level)  # OpenJPEG refuses some levels of some files
-                    if arr is not None:
+                    decoded = _j2k_at_level(frame, level)  # OpenJPEG refuses some levels of some files
+                    if decoded is not None:
+                        arr = decoded
                         break
                 else:
                     return None
