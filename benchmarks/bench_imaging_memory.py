@@ -17,7 +17,6 @@ Goal (issue #20): a 49 MP film loaded for a scan peaks under 600 MB. POSIX only.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
