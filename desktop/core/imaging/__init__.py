@@ -18,7 +18,8 @@ keeps both sides at least twice the target (:mod:`.resolution`), by the codec wh
 (JPEG and JPEG-Baseline DICOM: libjpeg DCT scaling; JPEG 2000 DICOM: its resolution levels),
 else by a box filter after a full decode (PNG, uncompressed, RLE, JPEG-LS, JPEG Lossless).
 ``xray.decode_scale`` is the factor (1: full), ``xray.full_shape`` the size in the file;
-``metadata``, ``sha256`` and the default window are those of the full file. p(covid) of the
+``metadata`` and ``sha256`` are those of the file, and so is the default window where the file
+sets it (window tags, stored range); an "Image min-max" window is the reduced image's. p(covid) of the
 bundled model moves by < 0.02 against the full decode (``tests/test_imaging_reduced.py``);
 ``benchmarks/bench_reduced_decode.py`` measures the gain. A scan worker that also wants a
 heatmap or a thumbnail can derive it from this reduced image.
