@@ -6,7 +6,10 @@ size. :func:`set_memory_ceiling` caps the address space of the calling process
 :func:`~desktop.core.imaging.load_xray` as "not enough memory to decode this image")
 instead of pushing the machine into swap. Call it at the start of a worker process, never
 in the GUI process: the cap is on virtual memory, which thread stacks and ONNX Runtime
-arenas also reserve.
+arenas also reserve. A decode worker's address space after importing the imaging package,
+numpy, Pillow and pydicom is ~210 MB (measured on 2 cores; numpy's BLAS threads add some per
+core, so a worker should also run with one BLAS thread); a full-resolution 49 MP film needs
+~600 MB more (``benchmarks/results/memory.md``): hence the 3 GiB default.
 """
 
 from __future__ import annotations
