@@ -231,3 +231,39 @@ def test_real_dicoms_reduced_prediction_moves_less_than_threshold(predictor) -> 
         shift = abs(p_covid(predictor, small) - p_covid(predictor, full))
         assert shift < MAX_SHIFT, (name, shift)
     assert reduced >= 10
+
+
+def outcome(data: bytes, name: str, target: tuple[int, int] | None) -> str:
+    from desktop.core.errors import ImageLoadError
+
+    try:
+        load_xray(data, name=name, target=target)
+    except ImageLoadError as exc:
+        named = name in str(exc)
+        return type(exc).__name__ + ("" if named else " (message does not name the file)")
+    return "ok"
+
+
+def test_hostile_files_give_the_same_error_with_a_target() -> None:
+    """The reduced paths (DCT scaling, JPEG 2000 levels, box filter) on damaged files: same refusals.
+
+    The corpus films are ~96x80: a target of 8 makes them reduce by 4.
+    """
+    from tests.hostile import hostile_cases, valid_samples
+
+    different = []
+    for case in hostile_cases():
+        if case.data is None:
+            continue
+        full, reduced = outcome(case.data, case.name, None), outcome(case.data, case.name, (8, 8))
+        if full != reduced:
+            different.append((case.name, full, reduced))
+    for sample, data in valid_samples().items():
+        assert outcome(data, sample, (8, 8)) == "ok"
+        assert "does not name" not in outcome(b"\x00" * 300, sample, (8, 8))
+        for off in range(1, len(data), max(len(data) // 60, 1)):
+            name = f"cut_{off}_{sample}"
+            full, reduced = outcome(data[:off], name, None), outcome(data[:off], name, (8, 8))
+            if full != reduced:
+                different.append((name, full, reduced))
+    assert not different, different[:10]
