@@ -16,6 +16,7 @@ it alone), which says nothing about decoding.
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -54,8 +55,7 @@ def film(height: int, width: int, seed: int) -> np.ndarray:
 
 
 #: 1000x900 reduces by 2 for a 224 target; 1800x1800 by 4.
-SMALL = film(1000, 900, seed=21)
-LARGE = film(1800, 1800, seed=22)
+SMALL_SHAPE, LARGE_SHAPE = (1000, 900), (1800, 1800)
 
 
 def jpeg_dicom(gray8: np.ndarray, quality: int = 92, photometric: str = "MONOCHROME2") -> bytes:
@@ -83,9 +83,12 @@ def rgb_png(gray8: np.ndarray) -> bytes:
 
 
 #: name -> (bytes, expected decode scale)
+@functools.cache
 def encodings() -> dict[str, tuple[bytes, int]]:
-    s8, s12, s16 = quantize(SMALL, 8), quantize(SMALL, 12), quantize(SMALL, 16)
-    l8, l16 = quantize(LARGE, 8), quantize(LARGE, 16)
+    """Made once, on first use (not at collection: the JPEG 2000 encodes take seconds)."""
+    small, large = film(*SMALL_SHAPE, seed=21), film(*LARGE_SHAPE, seed=22)
+    s8, s12, s16 = quantize(small, 8), quantize(small, 12), quantize(small, 16)
+    l8, l16 = quantize(large, 8), quantize(large, 16)
     return {
         "png8": (png_bytes(s8), 2),
         "png16": (png_bytes(s16), 2),
@@ -98,7 +101,7 @@ def encodings() -> dict[str, tuple[bytes, int]]:
         "dicom_j2k_16": (dicom_bytes(l16, bits_stored=16, transfer_syntax=J2K), 4),
         "dicom_j2k_12_mono1": (
             dicom_bytes(
-                (4095 - quantize(LARGE, 12)).astype(np.uint16),
+                (4095 - quantize(large, 12)).astype(np.uint16),
                 bits_stored=12,
                 photometric="MONOCHROME1",
                 transfer_syntax=J2K,
@@ -109,7 +112,23 @@ def encodings() -> dict[str, tuple[bytes, int]]:
     }
 
 
-CASES = encodings()
+NAMES = [
+    "dicom_explicit_12",
+    "dicom_implicit_16",
+    "dicom_j2k_12_mono1",
+    "dicom_j2k_16",
+    "dicom_jpeg_baseline",
+    "dicom_jpegls_16",
+    "dicom_rle_12_window",
+    "jpeg",
+    "png16",
+    "png8",
+    "png_rgb",
+]
+
+
+def test_names_list_every_encoding() -> None:
+    assert sorted(encodings()) == NAMES
 
 
 @pytest.fixture(scope="module")
@@ -148,11 +167,11 @@ def test_box_reduce_is_the_block_mean() -> None:
 
 
 def test_no_target_is_the_full_decode() -> None:
-    data, _ = CASES["dicom_explicit_12"]
+    data, _ = encodings()["dicom_explicit_12"]
     xray = load_xray(data, target=None)
     assert xray.decode_scale == 1
     assert not xray.reduced
-    assert xray.full_shape == xray.shape == SMALL.shape
+    assert xray.full_shape == xray.shape == SMALL_SHAPE
 
 
 def test_small_film_is_not_reduced() -> None:
@@ -162,9 +181,9 @@ def test_small_film_is_not_reduced() -> None:
     np.testing.assert_array_equal(xray.pixels, load_xray(png_bytes(small)).pixels)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", NAMES)
 def test_reduced_decode_keeps_file_facts_and_prediction(predictor, name: str) -> None:
-    data, scale = CASES[name]
+    data, scale = encodings()[name]
     full = load_xray(data, name=f"{name}.bin")
     small = load_xray(data, name=f"{name}.bin", target=TARGET)
     assert small.decode_scale == scale
@@ -194,7 +213,7 @@ def test_codec_reduces_without_a_full_decode(monkeypatch: pytest.MonkeyPatch, na
         raise AssertionError("full decode")
 
     monkeypatch.setattr(dicom, "decode_pixels", no_full_decode)
-    data, scale = CASES[name]
+    data, scale = encodings()[name]
     assert load_xray(data, target=TARGET).decode_scale == scale
 
 
