@@ -55,7 +55,10 @@ def _worker_main(conn: Connection, spec_dict: dict[str, Any], wants: Wants, deco
     from desktop.core.preprocess import PreprocessSpec
 
     spec = PreprocessSpec.from_dict(spec_dict)
-    import desktop.core.imaging  # noqa: F401  (pay the import before the first task's clock)
+    import desktop.core.imaging  # (pay the import before the first task's clock)
+
+    # a decoder bomb that slips past the pixel limits fails this worker's file, not the machine (POSIX)
+    desktop.core.imaging.set_memory_ceiling()
 
     try:
         conn.send("ready")
