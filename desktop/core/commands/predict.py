@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--heatmap-dir", metavar="DIR", help="also write a Grad-CAM overlay PNG per file into DIR")
     p.add_argument("--overwrite", action="store_true", help="replace heatmap PNGs that already exist")
     p.add_argument("--operator", help="operator recorded in the audit log (default: $CXR_SCREENER_OPERATOR or login)")
+    # [site/gate hook, issue 16] the site's threshold (a profile made by `cxr-screener calibrate`)
+    p.add_argument("--site", metavar="NAME", help="use this site's calibrated threshold (see `cxr-screener calibrate`)")
     p.set_defaults(handler=run)
 
 
@@ -70,6 +72,15 @@ def _run(args: argparse.Namespace, reader: Any, pending: dict[int, Any]) -> int:
     from desktop.core.errors import CXRError, OutputError
 
     loaded = load_model(args.model, args.operating_point)  # usage errors (exit 2) before any output
+    # [site/gate hook, issue 16] site profile (exit 2 if missing, edited or for another model), gate stats
+    from desktop.core import gate
+    from desktop.core.input_stats import load_for
+    from desktop.core.site import resolve, threshold_basis
+
+    profile, site_op = resolve(getattr(args, "site", None), loaded.bundle)
+    op = site_op or loaded.bundle.card.operating_point(loaded.operating_point)
+    basis = threshold_basis(profile, loaded.bundle, op)
+    input_stats = load_for(loaded.bundle)
     heat_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
     targets: dict[int, Path] = {}
     if heat_dir is not None:
@@ -86,9 +97,16 @@ def _run(args: argparse.Namespace, reader: Any, pending: dict[int, Any]) -> int:
                 "p_covid": None,
                 "model": loaded.name,
                 "model_version": loaded.version,
-                "operating_point": loaded.operating_point,
-                "threshold": loaded.threshold,
+                "operating_point": op.name,
+                "threshold": float(op.threshold),
                 "error": None,
+                # [site/gate hook, issue 16]
+                "site": None if profile is None else profile.site,
+                "threshold_basis": basis,
+                "reject_code": None,
+                "reject_reason": None,
+                "ood_score": None,
+                "ood_flag": None,
             }
             sha = None
             if i + 1 < len(args.files):
@@ -98,10 +116,18 @@ def _run(args: argparse.Namespace, reader: Any, pending: dict[int, Any]) -> int:
                 if isinstance(xray, CXRError):
                     raise xray
                 sha = xray.sha256
+                # [site/gate hook, issue 16] the gate first: a rejected film gets a code, never a p(covid)
+                screened = gate.screen(loaded.predictor, [xray], stats=input_stats, operating_point=op)[0]
+                if screened.gate.rejected:
+                    record.update(status="rejected", reject_code=screened.gate.code,
+                                  reject_reason=screened.gate.text)
+                    raise _Rejected
+                if screened.ood is not None:
+                    record.update(ood_score=round(screened.ood.score, 4), ood_flag=screened.ood.flagged)
                 if heat_dir is not None:
-                    pred, heatmap = loaded.predictor.explain(xray, operating_point=loaded.operating_point)
+                    pred, heatmap = loaded.predictor.explain(xray, operating_point=op)
                 else:
-                    pred = loaded.predictor.predict([xray], operating_point=loaded.operating_point)[0]
+                    pred = screened.prediction
                     heatmap = None
                 record.update(prediction_fields(pred))
                 record["status"] = "ok"
@@ -115,12 +141,19 @@ def _run(args: argparse.Namespace, reader: Any, pending: dict[int, Any]) -> int:
                         record["heatmap"] = None
                         record["status"] = "error"
                         record["error"] = f"heatmap not written: {exc}"
+            except _Rejected:
+                pass
             except CXRError as exc:
                 record["error"] = str(exc)
                 record["error_kind"] = exc.kind
+                # [site/gate hook, issue 16] CT/MR refused by the loader: rejected, not failed
+                refused = gate.from_load_error(exc)
+                record["reject_code"] = refused.code
+                if refused.code != "unreadable":
+                    record.update(status="rejected", reject_reason=refused.text)
                 if sha is None and exc.kind != "access":
                     sha = _sha256(file)
-            if record["status"] != "ok":
+            if record["status"] not in ("ok", "rejected"):
                 failed += 1
             audit.record(
                 "predict",
@@ -161,7 +194,13 @@ def _float(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
+class _Rejected(Exception):
+    """The input gate rejected the film (its record says why)."""
+
+
 def _audit_result(record: dict[str, object]) -> dict[str, object]:
+    if record["status"] == "rejected":
+        return {"status": "rejected", "error_kind": record["reject_code"]}  # the audit log has no reject_code key
     if record["status"] == "ok":
         return {"status": "ok", "label": record["label"], "p_covid": record["p_covid"]}
     return {"status": "error", "error_kind": record.get("error_kind", "heatmap")}
