@@ -66,6 +66,10 @@ CSV_COLUMNS = (
     "error",
     "operating_point",
     "error_kind",
+    # [site/gate hook, issue 16]
+    "reject_code",
+    "site",
+    "ood_flag",
 )
 RESULTS_NAME = "results.csv"
 #: A file that marks a folder as written by CXR Screener: scans skip such folders.
@@ -87,7 +91,7 @@ DecodeFn = Callable[[str, "str | None", Any, bool], Any]
 
 @dataclass(frozen=True)
 class ScanResult:
-    """The outcome for one file. ``status`` is ``"ok"`` or ``"error"``."""
+    """The outcome for one file. ``status`` is ``"ok"``, ``"rejected"`` (input gate) or ``"error"``."""
 
     path: str
     sha256: str
@@ -104,10 +108,19 @@ class ScanResult:
     heatmap: str | None = None
     #: The path as written in results.csv (relative to the scanned folder).
     relpath: str = ""
+    # [site/gate hook, issue 16] the gate's code (status "rejected"), the site profile, the OOD flag
+    reject_code: str | None = None
+    site: str | None = None
+    ood_flag: bool | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def failed(self) -> bool:
+        """An error (a rejected film is not a failure: the gate did its job)."""
+        return self.status == "error"
 
     def csv_row(self) -> list[str]:
         def num(value: float | None, fmt: str) -> str:
@@ -125,6 +138,9 @@ class ScanResult:
             csv_text(_one_line(self.error or "")),
             self.operating_point or "",
             self.error_kind or "",
+            self.reject_code or "",
+            csv_text(self.site or ""),
+            "" if self.ood_flag is None else str(bool(self.ood_flag)).lower(),
         ]
 
 
@@ -150,6 +166,8 @@ class ScanStats:
     done: int = 0
     ok: int = 0
     errors: int = 0
+    #: [site/gate hook, issue 16] films the input gate rejected
+    rejected: int = 0
     skipped: int = 0
     #: documents left out (README, PDF, CSV... whose content is not an image)
     ignored: int = 0
@@ -188,8 +206,12 @@ class _Model:
     stand-in without a bundle may provide ``spec``, ``name`` and ``version``.
     """
 
-    def __init__(self, predictor: Any, operating_point: str | None) -> None:
+    def __init__(self, predictor: Any, operating_point: Any, input_stats: Any = None, site: str | None = None) -> None:
         self.predictor = predictor
+        # [site/gate hook, issue 16] learnt gate + OOD statistics; the site's name (its OperatingPoint comes in)
+        self.input_stats = input_stats
+        self.site = site
+        self.op_object = operating_point if not isinstance(operating_point, (str, type(None))) else None
         bundle = getattr(predictor, "bundle", None)
         card = getattr(bundle, "card", None)
         self.spec: Any = getattr(predictor, "spec", None)
@@ -200,30 +222,65 @@ class _Model:
         self.sha256: str | None = getattr(card, "sha256", None)
         self.operating_point = operating_point
         self.threshold: float | None = None
-        if card is not None:
+        if self.op_object is not None:
+            self.operating_point = self.op_object.name
+            self.threshold = float(self.op_object.threshold)
+        elif card is not None:
             op = card.operating_point(operating_point)  # ModelError if unknown: before any work
             self.operating_point = op.name
             self.threshold = float(op.threshold)
         self.fast = callable(getattr(predictor, "predict_inputs", None))
+        self.ood: dict[int, bool | None] = {}  # [site/gate hook, issue 16] id(prediction) -> OOD flag
 
     def spec_dict(self) -> dict[str, Any]:
         return dict(self.spec.to_dict())
+
+    @property
+    def _op(self) -> Any:
+        return self.op_object if self.op_object is not None else self.operating_point
 
     def predict_inputs(self, inputs: Sequence[Any]) -> list[Any]:
         import numpy as np
 
         batch = np.stack(list(inputs))
-        preds = self.predictor.predict_inputs(batch, operating_point=self.operating_point)
+        if self.input_stats is not None and callable(getattr(self.predictor, "forward_raw", None)):
+            # [site/gate hook, issue 16] one run gives features too: learnt gate and OOD score.
+            # Returns a Prediction, or the GateResult of a film the learnt gate rejects; OOD in self.ood.
+            from .gate import check_learnt
+            from .ood import assess
+
+            fmap, probs = self.predictor.forward_raw(batch)
+            op = self.predictor.operating_point(self._op)
+            out: list[Any] = []
+            for j in range(len(batch)):
+                verdict = check_learnt(fmap[j : j + 1], self.input_stats)
+                if verdict.rejected:
+                    out.append(verdict)
+                    continue
+                pred = self.predictor._prediction(probs[j], op)
+                res = assess(fmap[j : j + 1], self.input_stats)
+                self.ood[id(pred)] = None if res is None else res.flagged
+                out.append(pred)
+            self._remember([p for p in out if hasattr(p, "p_covid")])
+            return out
+        preds = self.predictor.predict_inputs(batch, operating_point=self._op)
         self._remember(preds)
         return list(preds)
 
     def predict_xrays(self, xrays: Sequence[Any]) -> list[Any]:
-        preds = self.predictor.predict(list(xrays), operating_point=self.operating_point)
+        preds = self.predictor.predict(list(xrays), operating_point=self._op)
         self._remember(preds)
         return list(preds)
 
     def explain(self, xray: Any) -> tuple[Any, Any]:
-        pred, heatmap = self.predictor.explain(xray, operating_point=self.operating_point)
+        if self.input_stats is not None and callable(getattr(self.predictor, "forward_raw", None)):
+            # [site/gate hook, issue 16] the learnt gate before the heatmap (one more forward pass)
+            from .gate import screen
+
+            (verdict,) = screen(self.predictor, [xray], stats=self.input_stats, operating_point=self._op)
+            if verdict.gate.rejected:
+                return verdict.gate, None
+        pred, heatmap = self.predictor.explain(xray, operating_point=self._op)
         self._remember([pred])
         return pred, heatmap
 
@@ -417,7 +474,7 @@ class ResultsWriter:
         offset = len(lines[0].encode())
         for line in lines[1:]:
             row = next(csv.reader([line]), [])
-            if len(row) != len(CSV_COLUMNS) or row[2] not in ("ok", "error"):
+            if len(row) != len(CSV_COLUMNS) or row[2] not in ("ok", "error", "rejected"):  # [issue 16 hook]
                 log.warning("%s: damaged row after %d rows, cut off", p, self.rows_before)
                 break
             self.done[csv_value(row[0])] = row[1]
@@ -492,7 +549,7 @@ def read_results(path: str | os.PathLike[str], *, folder: str | os.PathLike[str]
         return []
     index = {name: i for i, name in enumerate(header)}
     for row in reader:
-        if len(row) != len(header) or row[index["status"]] not in ("ok", "error"):
+        if len(row) != len(header) or row[index["status"]] not in ("ok", "error", "rejected"):
             break
 
         def get(name: str, row: list[str] = row) -> str:
@@ -514,6 +571,9 @@ def read_results(path: str | os.PathLike[str], *, folder: str | os.PathLike[str]
             error=csv_value(get("error")) or None,
             error_kind=get("error_kind") or None,
             relpath=rel,
+            reject_code=get("reject_code") or None,
+            site=csv_value(get("site")) or None,
+            ood_flag={"true": True, "false": False}.get(get("ood_flag")),
         )
     return list(rows.values())
 
@@ -525,7 +585,7 @@ def read_results(path: str | os.PathLike[str], *, folder: str | os.PathLike[str]
 
 @dataclass
 class _Decoded:
-    status: str  # "ok" | "skip" | "error"
+    status: str  # "ok" | "skip" | "error" | "rejected" (error: the gate's text, error_kind: its code)
     sha256: str = ""
     input: Any = None  # (H, W, C) float32 model input
     xray: Any = None  # the XRay itself, when heatmaps (or the slow path) need it
@@ -563,6 +623,12 @@ def _decode_one(path: str, expected_sha: str | None, spec: Any, want_xray: bool)
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
             return _Decoded("error", xray.sha256, error=f"{path}: file changed while it was being read; scan it again",
                             error_kind="changed")
+        # [site/gate hook, issue 16] DICOM tags and pixel checks before the model
+        from .gate import check as gate_check
+
+        verdict = gate_check(xray)
+        if verdict.rejected:
+            return _Decoded("rejected", xray.sha256, error=verdict.text, error_kind=verdict.code)
         inp = None if want_xray else model_input(xray, spec)
         return _Decoded("ok", xray.sha256, input=inp, xray=xray if want_xray else None)
     except FileNotFoundError:
@@ -571,6 +637,12 @@ def _decode_one(path: str, expected_sha: str | None, spec: Any, want_xray: bool)
         sha = ""
         with contextlib.suppress(OSError):
             sha = _sha256_file(path) if exc.kind != "access" else ""
+        # [site/gate hook, issue 16] a CT/MR refused by the loader is rejected (not_radiograph), not failed
+        from .gate import from_load_error
+
+        refused = from_load_error(exc)
+        if refused.code not in (None, "unreadable"):
+            return _Decoded("rejected", sha, error=refused.text, error_kind=refused.code)
         return _Decoded("error", sha, error=str(exc), error_kind=exc.kind)
     except OSError as exc:
         return _Decoded("error", error=f"{path}: cannot read the file ({exc.strerror or exc})", error_kind="access")
@@ -844,6 +916,8 @@ def scan(
     stats: ScanStats | None = None,
     exclude: Sequence[str | os.PathLike[str]] = (),
     decode_fn: DecodeFn | None = None,
+    input_stats: Any = None,
+    site: Any = None,
 ) -> Iterator[ScanResult]:
     """Scan ``folder`` recursively; yield one :class:`ScanResult` per file, in path order.
 
@@ -855,12 +929,15 @@ def scan(
     and tools; a module-level function, so that worker processes can import
     it). Raises :class:`OutputError` if ``results_csv``
     cannot be written (before any work, or mid-scan on a full disk).
+    [site/gate hook, issue 16] ``input_stats`` (:mod:`desktop.core.input_stats`): the learnt gate
+    and the OOD flag; ``site``: a :class:`~desktop.core.site.SiteProfile` whose threshold is used.
     """
     root = Path(folder)
     if not root.is_dir():
         raise CXRError(root, "is not a folder" if root.exists() else "folder not found")
     stats = stats if stats is not None else ScanStats()
-    model = _Model(predictor, operating_point)
+    model = _Model(predictor, site.operating_point() if site is not None else operating_point,
+                   input_stats=input_stats, site=None if site is None else site.site)
     writer = ResultsWriter(results_csv, resume=resume, overwrite=overwrite) if results_csv is not None else None
     if writer is not None and writer.models:
         current = (model.name, model.version, model.operating_point or "")
@@ -1008,6 +1085,8 @@ def _run(
                 stats.ok += 1
                 if result.label:
                     stats.labels[result.label] = stats.labels.get(result.label, 0) + 1
+            elif result.status == "rejected":  # [site/gate hook, issue 16]
+                stats.rejected += 1
             else:
                 stats.errors += 1
             stats.elapsed_s = time.monotonic() - t0
@@ -1033,6 +1112,7 @@ def _infer(
     preds: dict[int, Any] = {}
     heatmaps: dict[int, str | None] = {}
     errors: dict[int, tuple[str, str]] = {}
+    rejected: dict[int, Any] = {}  # [site/gate hook, issue 16] k -> GateResult of the learnt gate
     if ok:
         try:
             if heat_root is not None:
@@ -1040,6 +1120,9 @@ def _infer(
                     entry = entries[group[k]]
                     try:
                         pred, heatmap = model.explain(decoded[k].xray)
+                        if heatmap is None:  # [site/gate hook, issue 16] rejected by the learnt gate
+                            rejected[k] = pred
+                            continue
                         preds[k] = pred
                         heatmaps[k] = _write_heatmap(heat_root, entry, decoded[k].xray, heatmap, spec)
                     except CXRError as exc:
@@ -1049,7 +1132,10 @@ def _infer(
                             errors[k] = (f"heatmap not written: {exc}", "heatmap")
             elif model.fast:
                 for k, pred in zip(ok, model.predict_inputs([decoded[k].input for k in ok]), strict=True):
-                    preds[k] = pred
+                    if getattr(pred, "rejected", False):  # [site/gate hook, issue 16]
+                        rejected[k] = pred
+                    else:
+                        preds[k] = pred
             else:
                 for k, pred in zip(ok, model.predict_xrays([decoded[k].xray for k in ok]), strict=True):
                     preds[k] = pred
@@ -1061,6 +1147,25 @@ def _infer(
     for k, d in enumerate(decoded):
         entry = entries[group[k]]
         if d.status == "skip":
+            continue
+        if d.status == "rejected" or k in rejected:  # [site/gate hook, issue 16] a code, never a p(covid)
+            verdict = rejected.get(k)
+            out[k] = ScanResult(
+                path=entry.path,
+                sha256=d.sha256,
+                status="rejected",
+                label=None,
+                p_covid=None,
+                model=model.name,
+                model_version=model.version,
+                operating_point=model.operating_point,
+                threshold=model.threshold,
+                error=verdict.text if verdict is not None else d.error,
+                error_kind=None,
+                relpath=entry.rel,
+                reject_code=verdict.code if verdict is not None else d.error_kind,
+                site=model.site,
+            )
             continue
         pred = preds.get(k)
         if d.status == "ok" and pred is not None and not (k in errors and errors[k][1] != "heatmap"):
@@ -1079,6 +1184,8 @@ def _infer(
                 error_kind=err[1] if err else None,
                 heatmap=heatmaps.get(k),
                 relpath=entry.rel,
+                site=model.site,  # [site/gate hook, issue 16]
+                ood_flag=model.ood.pop(id(pred), None),
             )
         else:
             message, kind = errors.get(k) or (d.error or f"{entry.path}: failed", d.error_kind or "error")
@@ -1095,6 +1202,7 @@ def _infer(
                 error=message,
                 error_kind=kind,
                 relpath=entry.rel,
+                site=model.site,  # [site/gate hook, issue 16]
             )
     return out
 
@@ -1119,6 +1227,8 @@ def _audit(audit: Any, result: ScanResult, model: _Model) -> None:
     res: dict[str, Any] = {"status": result.status}
     if result.ok:
         res.update(label=result.label, p_covid=result.p_covid)
+    elif result.status == "rejected":  # [site/gate hook, issue 16]
+        res["error_kind"] = result.reject_code
     else:
         res["error_kind"] = result.error_kind
     try:
