@@ -97,3 +97,19 @@ def test_chest_film_wrapped_as_dicom_rejected_by_tags(tmp_path: Path) -> None:
         assert line["reject_reason"].startswith("not assessable: ")
     assert lines["hip"]["reject_reason"] == "not assessable: hip film"
     assert lines["adult"]["status"] == "ok" and lines["adult"]["p_covid"] is not None
+
+
+def test_report_refuses_rejected_film_and_takes_site(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    hip = write_chest_dicom(tmp_path / "hip.dcm", (np.arange(160 * 160).reshape(160, 160) % 4000).astype(np.uint16),
+                            BodyPartExamined="HIP")
+    out = tmp_path / "hip.pdf"
+    run = run_cli("report", str(hip), "-o", str(out), "--model", model_name)
+    assert run.returncode == 1
+    assert "not assessable: hip film (not_chest); no chest report written" in run.stderr
+    assert not out.exists()
+    folder = _normals(tmp_path / "normals", 30)
+    assert run_cli("calibrate", "--site", "S", "--normals", str(folder), "--model", model_name).returncode == 0
+    film = make_png(tmp_path / "film.png", 5, size=96)
+    ok = run_cli("report", str(film), "-o", str(tmp_path / "film.pdf"), "--model", model_name, "--site", "S")
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "film.pdf").exists()

@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--page-size", choices=("A4", "Letter"), default="A4", type=_page_size, help="paper size (default A4)")
     p.add_argument("--window", nargs=2, type=float, metavar=("CENTER", "WIDTH"), help="display window for the X-ray")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.pdf if it exists")
+    # [site/gate hook, issue 16]
+    p.add_argument("--site", metavar="NAME", help="use this site's calibrated threshold (see `cxr-screener calibrate`)")
     p.set_defaults(handler=run)
 
 
@@ -73,8 +75,28 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable(args.output, overwrite=args.overwrite)  # exit 2 before any work
     loaded = load_model(args.model, args.operating_point)
-    xray = load_xray(args.file)
-    prediction, heatmap = loaded.predictor.explain(xray, operating_point=loaded.operating_point)
+    # [site/gate hook, issue 16] the site's threshold; no chest report for a film the gate rejects
+    from desktop.core import gate
+    from desktop.core.input_stats import load_for
+    from desktop.core.site import resolve
+
+    profile, site_op = resolve(getattr(args, "site", None), loaded.bundle)
+    op = site_op or loaded.operating_point
+    try:
+        xray = load_xray(args.file)
+    except Exception as exc:
+        refused = gate.from_load_error(exc)
+        if refused.code != "unreadable" and sys.stderr is not None:
+            sys.stderr.write(f"cxr-screener report: {args.file}: {refused.text} ({refused.code}); no report written\n")
+            return 1
+        raise
+    (screened,) = gate.screen(loaded.predictor, [xray], stats=load_for(loaded.bundle), operating_point=op)
+    if screened.gate.rejected:
+        if sys.stderr is not None:
+            sys.stderr.write(f"cxr-screener report: {args.file}: {screened.gate.text} ({screened.gate.code}); "
+                             "no chest report written\n")
+        return 1
+    prediction, heatmap = loaded.predictor.explain(xray, operating_point=op)
     operator = args.operator if args.operator is not None else default_operator()
     info = ReportInfo(
         clinic_name=args.clinic,
