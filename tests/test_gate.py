@@ -128,7 +128,8 @@ def test_learnt_check_codes(cls: str, code: str) -> None:
     res = gate.check_learnt(feats, stats)
     assert res.code == code
     assert res.by == "learnt"
-    assert res.p_chest is not None and res.p_chest < 0.5
+    assert res.p_chest is not None
+    assert res.p_chest < 0.5
 
 
 def test_learnt_check_skipped_when_dicom_says_chest(tmp_path: Path) -> None:
@@ -151,8 +152,10 @@ def test_screen_gives_no_prediction_for_rejected(tmp_path: Path, tiny_bundle: Pa
              load_xray(_dicom(tmp_path, "c.dcm", PatientAge="006Y"))]
     out = gate.screen(predictor, films)
     assert [s.status for s in out] == ["ok", "rejected", "rejected"]
-    assert out[0].prediction is not None and 0 <= out[0].prediction.p_covid <= 1
-    assert out[1].prediction is None and out[2].prediction is None
+    assert out[0].prediction is not None
+    assert 0 <= out[0].prediction.p_covid <= 1
+    assert out[1].prediction is None
+    assert out[2].prediction is None
     d = out[1].to_dict()
     assert d["reject_code"] == "not_chest"
     assert d["result"] == "not assessable: hip film"
@@ -172,5 +175,7 @@ def test_screen_folder_lists_every_file(tmp_path: Path, tiny_bundle: Path) -> No
     by_name = {Path(i.path).name: i for i in items}
     assert by_name["a.dcm"].status == "ok"
     assert by_name["hip.dcm"].code == "not_chest"
-    assert by_name["ct.dcm"].status == "rejected" and by_name["ct.dcm"].code == "not_radiograph"
-    assert by_name["notes.txt"].status == "error" and by_name["notes.txt"].code == "unreadable"
+    assert by_name["ct.dcm"].status == "rejected"
+    assert by_name["ct.dcm"].code == "not_radiograph"
+    assert by_name["notes.txt"].status == "error"
+    assert by_name["notes.txt"].code == "unreadable"

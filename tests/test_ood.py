@@ -22,7 +22,8 @@ def test_score_larger_for_unlike_features() -> None:
     x = _train()
     stats = ood.fit_ood(x, k=8)
     inside = ood.score(_train(seed=1, n=200), stats)
-    assert isinstance(inside, np.ndarray) and inside.shape == (200,)
+    assert isinstance(inside, np.ndarray)
+    assert inside.shape == (200,)
     far = x[:50].copy()
     far[:, -1] += 15.0  # off the main axes of variation
     assert np.median(ood.score(far, stats)) > np.percentile(inside, 99)
@@ -42,10 +43,13 @@ def test_flag_at_threshold_with_caution_text() -> None:
     val = ood.score(_train(seed=2, n=300), stats)
     stats["ood_threshold"] = np.float32(np.percentile(val, 99))
     ok = ood.assess(x[:1], stats)
-    assert ok is not None and not ok.flagged and ok.text is None
+    assert ok is not None
+    assert not ok.flagged
+    assert ok.text is None
     odd = x[:1] + 40.0
     res = ood.assess(odd, stats)
-    assert res is not None and res.flagged
+    assert res is not None
+    assert res.flagged
     assert res.text == "unlike the films the model was trained on: read with more caution"
     assert ood.assess(x[:1], None) is None
 
@@ -63,7 +67,9 @@ def test_stats_file_bound_to_model(tmp_path: Path, tiny_bundle: Path) -> None:
     assert load_for(bundle) is None  # made for another model: not used
     write_stats(InputStats(sha, bundle.card.name, bundle.card.version, arrays, {"x": 1}), path)
     got = load_for(bundle)
-    assert got is not None and got.model_sha256 == sha and got.figures == {"x": 1}
+    assert got is not None
+    assert got.model_sha256 == sha
+    assert got.figures == {"x": 1}
     np.testing.assert_allclose(got.arrays["ood_mean"], arrays["ood_mean"])
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not an input statistics file"):
@@ -73,8 +79,8 @@ def test_stats_file_bound_to_model(tmp_path: Path, tiny_bundle: Path) -> None:
 def test_screen_flags_but_never_refuses(tmp_path: Path, tiny_bundle: Path) -> None:
     """A film far from the 'training' statistics is flagged and still gets its p(covid)."""
     from desktop.core import gate
-    from desktop.core.inference import Predictor
     from desktop.core.imaging import load_xray
+    from desktop.core.inference import Predictor
     from tests.batch_support import make_png
 
     predictor = Predictor(tiny_bundle, threads=1)
@@ -90,5 +96,6 @@ def test_screen_flags_but_never_refuses(tmp_path: Path, tiny_bundle: Path) -> No
     (res,) = gate.screen(predictor, [film], stats=SimpleNamespace(arrays=arrays))
     assert res.status == "ok"
     assert res.prediction is not None
-    assert res.ood is not None and res.ood.flagged
+    assert res.ood is not None
+    assert res.ood.flagged
     assert res.to_dict()["ood_note"] == ood.FLAG_TEXT

@@ -42,7 +42,8 @@ def test_threshold_meets_target_specificity(target: float) -> None:
 def test_profile_round_trip_and_fields(bundle: Any) -> None:
     data = site.make_profile("Clinic North", bundle, _scores(62), operator="dr who", positive_scores=[0.9] * 20 + [0.1] * 2)
     prof = site.save_profile(data)
-    assert prof.path is not None and prof.path.parent == site.sites_dir()
+    assert prof.path is not None
+    assert prof.path.parent == site.sites_dir()
     assert "clinic-north" in prof.path.name
     loaded = site.load_profile("Clinic North", bundle)
     d = loaded.data
@@ -63,7 +64,8 @@ def test_site_name_sanitised_in_file_name(bundle: Any) -> None:
     prof = site.save_profile(site.make_profile("../../etc/Évry clinic #2", bundle, _scores(40)))
     assert prof.path is not None
     assert prof.path.parent == site.sites_dir()
-    assert "/" not in prof.path.name[:-5] and ".." not in prof.path.name
+    assert "/" not in prof.path.name[:-5]
+    assert ".." not in prof.path.name
     assert site.load_profile("../../etc/Évry clinic #2", bundle).site == "../../etc/Évry clinic #2"
 
 
@@ -82,7 +84,8 @@ def test_hand_edited_profile_refused(bundle: Any) -> None:
     with pytest.raises(SiteProfileError, match="changed after it was made"):
         site.load_profile("X", bundle)
     listed = site.list_profiles()
-    assert isinstance(listed[0], tuple) and "checksum" in listed[0][1]
+    assert isinstance(listed[0], tuple)
+    assert "checksum" in listed[0][1]
 
 
 def test_profile_for_another_model_version_refused(bundle: Any) -> None:
@@ -124,13 +127,18 @@ def test_threshold_basis_sentence(bundle: Any) -> None:
 def test_expected_sensitivity_sources() -> None:
     b = _fake_bundle(validation_scores={"p_covid": [0.2, 0.6, 0.8, 0.9], "label": ["covid"] * 4})
     exp = site.expected_sensitivity(b, 0.5)
-    assert exp is not None and exp["value"] == pytest.approx(0.75) and exp["n"] == 4
+    assert exp is not None
+    assert exp["value"] == pytest.approx(0.75)
+    assert exp["n"] == 4
     stats = SimpleNamespace(arrays={"val_scores_covid": np.array([0.1, 0.7])})
     exp2 = site.expected_sensitivity(_fake_bundle(), 0.5, stats)
-    assert exp2 is not None and exp2["value"] == 0.5 and "validation films" in exp2["basis"]
+    assert exp2 is not None
+    assert exp2["value"] == 0.5
+    assert "validation films" in exp2["basis"]
     table = [{"threshold": 0.3, "sensitivity": 0.97}, {"threshold": 0.6, "sensitivity": 0.9}]
     exp3 = site.expected_sensitivity(_fake_bundle(sensitivity_by_threshold=table), 0.45)
-    assert exp3 is not None and exp3["value"] == 0.9  # the conservative row
+    assert exp3 is not None
+    assert exp3["value"] == 0.9
     assert site.expected_sensitivity(_fake_bundle(), 0.5) is None
     prof = site.SiteProfile(site.make_profile("Z", _fake_bundle(), _scores(40)))
     assert "sensitivity at this threshold not known" in site.threshold_basis(prof)
@@ -154,4 +162,6 @@ def test_resolve(bundle: Any) -> None:
     assert site.resolve(None, bundle) == (None, None)
     site.save_profile(site.make_profile("X", bundle, _scores(40)))
     prof, op = site.resolve("X", bundle)
-    assert prof is not None and op is not None and op.threshold == prof.threshold
+    assert prof is not None
+    assert op is not None
+    assert op.threshold == prof.threshold

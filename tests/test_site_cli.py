@@ -29,7 +29,8 @@ def test_calibrate_then_predict_with_site(tmp_path: Path, model_name: str) -> No
     out = json.loads(run.stdout)
     assert out["normals"] == 33  # the broken file and the hip film are not counted
     assert out["specificity"] >= 0.9
-    assert "broken.png" in run.stderr and "could not be read" in run.stderr
+    assert "broken.png" in run.stderr
+    assert "could not be read" in run.stderr
     assert "hip.dcm: not_chest" in run.stderr
     profile = json.loads(Path(out["profile"]).read_text())
     assert profile["excluded"] == {"unreadable": 1, "rejected": 1}
@@ -37,7 +38,8 @@ def test_calibrate_then_predict_with_site(tmp_path: Path, model_name: str) -> No
     assert out["threshold_basis"].startswith("site 'Clinic North', 33 local normal films, ")
 
     again = run_cli("calibrate", "--site", "Clinic North", "--normals", str(folder), "--model", model_name)
-    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert again.returncode == 2
+    assert "--overwrite" in again.stderr
 
     film = make_png(tmp_path / "film.png", 7, size=96)
     pred = run_cli("predict", "--model", model_name, "--site", "Clinic North", str(film))
@@ -93,10 +95,12 @@ def test_chest_film_wrapped_as_dicom_rejected_by_tags(tmp_path: Path) -> None:
         line = lines[name]
         assert line["status"] == "rejected", line
         assert line["reject_code"] == code
-        assert line["p_covid"] is None and line["label"] is None
+        assert line["p_covid"] is None
+        assert line["label"] is None
         assert line["reject_reason"].startswith("not assessable: ")
     assert lines["hip"]["reject_reason"] == "not assessable: hip film"
-    assert lines["adult"]["status"] == "ok" and lines["adult"]["p_covid"] is not None
+    assert lines["adult"]["status"] == "ok"
+    assert lines["adult"]["p_covid"] is not None
 
 
 def test_report_refuses_rejected_film_and_takes_site(tmp_path: Path, model_name: str) -> None:  # noqa: F811

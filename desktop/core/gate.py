@@ -274,11 +274,6 @@ def screen(predictor: Any, xrays: Sequence[XRay], *, stats: Any = None, operatin
     return [s for s in out if s is not None]
 
 
-__all__ = [
-    "ACCEPTED", "MIN_AGE_YEARS", "MIN_SIDE", "REJECT_CODES", "GateResult", "Screened", "age_years", "check",
-    "FolderItem", "check_learnt", "check_pixels", "check_tags", "from_load_error", "gate_probabilities",
-    "list_images", "screen", "screen_folder",
-]
 
 
 # ---------------------------------------------------------------- a folder
@@ -350,3 +345,10 @@ def screen_folder(folder: str | Any, predictor: Any, *, stats: Any = None, cance
             yield from flush()
     if pending:
         yield from flush()
+
+
+__all__ = [
+    "ACCEPTED", "MIN_AGE_YEARS", "MIN_SIDE", "REJECT_CODES", "GateResult", "Screened", "age_years", "check",
+    "FolderItem", "check_learnt", "check_pixels", "check_tags", "from_load_error", "gate_probabilities",
+    "list_images", "screen", "screen_folder",
+]

@@ -62,7 +62,9 @@ def write_stats(stats: InputStats, path: Path, *, overwrite: bool = True) -> Pat
         "figures": dict(stats.figures),
     }
     buf = io.BytesIO()
-    np.savez_compressed(buf, meta=np.asarray(json.dumps(meta)), **{k: np.asarray(v) for k, v in stats.arrays.items()})
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in stats.arrays.items()}
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez_compressed(buf, **arrays)
     return atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
 
 
@@ -114,6 +116,9 @@ def load_for(bundle: Any) -> InputStats | None:
                 path, stats.model_sha256[:12], sha[:12],
             )
             continue
+        if path.parent == Path(bundle.path) and STATS_FILE not in bundle.card.files:
+            log.warning("%s: not pinned by the model card (its sha256 is not in 'files'); used, but re-pin "
+                        "the bundle", path)
         return stats
     log.info("no input statistics for model %s: learnt gate and OOD flag off", bundle.card.name)
     return None

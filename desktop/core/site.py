@@ -241,7 +241,7 @@ def _bootstrap_rate(hits: np.ndarray, rng: np.random.Generator, n_boot: int = BO
     return (float(lo), float(hi))
 
 
-def choose_threshold(normal_scores: Sequence[float], target: float) -> float:
+def choose_threshold(normal_scores: Sequence[float] | np.ndarray, target: float) -> float:
     """The lowest threshold at which at least ``target`` of the normals score below it.
 
     Midway between the k-th and (k+1)-th lowest score (k = ceil(target * n));

@@ -14,7 +14,7 @@ All the arithmetic is in :mod:`desktop.core.site`; this module only wires it to 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -43,7 +43,9 @@ from .qt_workers import QtWorker, create_worker
 log = logging.getLogger(__name__)
 
 
-def _calibration_body(bundle: Any, get_predictor: Callable[[], Any], normals: str, positives: str) -> Iterator[Any]:
+def _calibration_body(
+    bundle: Any, get_predictor: Callable[[], Any], normals: str, positives: str
+) -> Generator[Any, None, Any]:
     """Off the GUI thread: yield (kind, done, total, item) for every film, return the stats."""
     from desktop.core.gate import screen_folder
     from desktop.core.input_stats import load_for
@@ -79,7 +81,7 @@ class QtScoreChart(QWidget):
 
         self.figure.clear()
         ax = self.figure.add_subplot(111)
-        bins = np.linspace(0, 1, 26)
+        bins = [float(b) for b in np.linspace(0, 1, 26)]
         if validation is not None and len(validation):
             ax.hist(validation, bins=bins, density=True, color="#9aa7b5", alpha=0.6,
                     label=f"validation normals ({len(validation)})")
@@ -281,7 +283,13 @@ class QtCalibrateDialog(QDialog):
         self.status.setText(f"Screening failed: {exc}")
 
     def _recompute(self) -> None:
-        from desktop.core.site import SiteProfile, SiteProfileError, make_profile, threshold_basis, validation_normal_scores
+        from desktop.core.site import (
+            SiteProfile,
+            SiteProfileError,
+            make_profile,
+            threshold_basis,
+            validation_normal_scores,
+        )
 
         if self._screening or self.worker is None:
             return
