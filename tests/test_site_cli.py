@@ -117,3 +117,37 @@ def test_report_refuses_rejected_film_and_takes_site(tmp_path: Path, model_name:
     ok = run_cli("report", str(film), "-o", str(tmp_path / "film.pdf"), "--model", model_name, "--site", "S")
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "film.pdf").exists()
+
+
+def test_scan_rejects_with_code_and_names_the_site(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    from tests.batch_support import read_csv
+
+    normals = _normals(tmp_path / "normals", 30)
+    assert run_cli("calibrate", "--site", "Clinic South", "--normals", str(normals), "--model", model_name).returncode == 0
+    films = tmp_path / "films"
+    make_png(films / "a.png", 1)
+    pixels = (np.arange(160 * 160).reshape(160, 160) % 4000).astype(np.uint16)
+    write_chest_dicom(films / "hip.dcm", pixels, BodyPartExamined="HIP")
+    write_chest_dicom(films / "child.dcm", pixels, PatientAge="006Y")
+    write_chest_dicom(films / "ct.dcm", pixels, Modality="CT")
+    out = tmp_path / "out"
+    run = run_cli("scan", str(films), "--out", str(out), "--model", model_name, "--site", "Clinic South",
+                  "--no-progress", "--workers", "0")
+    assert run.returncode == 0, run.stderr  # rejected films are not failures
+    assert "3 not assessable (input gate)" in run.stderr
+    assert "Threshold: site 'Clinic South', 30 local normal films" in run.stderr
+    rows = {Path(r["path"]).name: r for r in read_csv(out / "results.csv")[1]}
+    assert rows["a.png"]["status"] == "ok"
+    assert rows["a.png"]["site"] == "Clinic South"
+    assert rows["a.png"]["operating_point"] == "site:Clinic South"
+    for name, code in (("hip.dcm", "not_chest"), ("child.dcm", "paediatric"), ("ct.dcm", "not_radiograph")):
+        assert rows[name]["status"] == "rejected"
+        assert rows[name]["reject_code"] == code
+        assert rows[name]["p_covid"] == ""
+        assert rows[name]["label"] == ""
+        assert rows[name]["site"] == "Clinic South"
+    assert rows["hip.dcm"]["error"] == "not assessable: hip film"
+    resumed = run_cli("scan", str(films), "--out", str(out), "--model", model_name, "--site", "Clinic South",
+                      "--no-progress", "--workers", "0", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "4 already done" in resumed.stderr
