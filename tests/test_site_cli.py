@@ -130,11 +130,12 @@ def test_scan_rejects_with_code_and_names_the_site(tmp_path: Path, model_name: s
     write_chest_dicom(films / "hip.dcm", pixels, BodyPartExamined="HIP")
     write_chest_dicom(films / "child.dcm", pixels, PatientAge="006Y")
     write_chest_dicom(films / "ct.dcm", pixels, Modality="CT")
+    (films / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     out = tmp_path / "out"
     run = run_cli("scan", str(films), "--out", str(out), "--model", model_name, "--site", "Clinic South",
                   "--no-progress", "--workers", "0")
-    assert run.returncode == 0, run.stderr  # rejected films are not failures
-    assert "3 not assessable (input gate)" in run.stderr
+    assert run.returncode == 1, run.stderr  # the broken file failed; rejected films are not failures
+    assert "1 failed, 3 not assessable (input gate)" in run.stderr
     assert "Threshold: site 'Clinic South', 30 local normal films" in run.stderr
     rows = {Path(r["path"]).name: r for r in read_csv(out / "results.csv")[1]}
     assert rows["a.png"]["status"] == "ok"
@@ -147,7 +148,9 @@ def test_scan_rejects_with_code_and_names_the_site(tmp_path: Path, model_name: s
         assert rows[name]["label"] == ""
         assert rows[name]["site"] == "Clinic South"
     assert rows["hip.dcm"]["error"] == "not assessable: hip film"
+    assert rows["broken.png"]["status"] == "error"
+    assert rows["broken.png"]["reject_code"] == "unreadable"
     resumed = run_cli("scan", str(films), "--out", str(out), "--model", model_name, "--site", "Clinic South",
                       "--no-progress", "--workers", "0", "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "4 already done" in resumed.stderr
+    assert resumed.returncode == 1, resumed.stderr  # the broken file still fails
+    assert "1 more file(s) failed in earlier runs" in resumed.stderr or "1 failed" in resumed.stderr

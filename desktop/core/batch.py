@@ -1203,6 +1203,7 @@ def _infer(
                 error_kind=kind,
                 relpath=entry.rel,
                 site=model.site,  # [site/gate hook, issue 16]
+                reject_code="unreadable",
             )
     return out
 
