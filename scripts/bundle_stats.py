@@ -386,6 +386,15 @@ def _md(results: dict) -> str:
     lines.append(row("JSRT normals (new site)", o["jsrt_normals"]))
     for s, b in o["by_source_test_and_val"].items():
         lines.append(row(f"source {s} (val+test)", b))
+    v, t = o["validation"], o["test"]
+    nf = v["flagged"] + t["flagged"]
+    if nf:
+        ef = ((v["error_flagged"] or 0) * v["flagged"] + (t["error_flagged"] or 0) * t["flagged"]) / nf
+        eu = [x for x in (v["error_unflagged"], t["error_unflagged"]) if x is not None]
+        lines += ["", f"Do flagged films have higher error? On validation and test, the {nf} flagged films had error "
+                  f"{ef:.3f} against {min(eu):.3f}-{max(eu):.3f} for the others: "
+                  + ("yes." if ef > max(eu) else "not on these films (too few flagged to say more); the flag is "
+                     "advice to read with care, never a refusal.")]
     lines += [
         "",
         "Non-chest images the learnt gate is meant to stop (the OOD flag fires on them too):",
