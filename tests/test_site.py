@@ -165,3 +165,33 @@ def test_resolve(bundle: Any) -> None:
     assert prof is not None
     assert op is not None
     assert op.threshold == prof.threshold
+
+
+def test_model_training_card_format() -> None:
+    """The keys model_training exports: validation_scores (label 1/0, patient groups), validation_by_threshold,
+    metrics.new_site.check_set."""
+    vs = {"p_covid": [0.1, 0.2, 0.6, 0.7, 0.8, 0.95], "label": [0, 0, 1, 1, 1, 1], "patient_group": [0, 1, 2, 2, 3, 4]}
+    b = _fake_bundle(validation_scores=vs, default_operating_point="high_sensitivity")
+    exp = site.expected_sensitivity(b, 0.75)
+    assert exp is not None
+    assert exp["value"] == pytest.approx(0.5)
+    assert exp["n"] == 4
+    np.testing.assert_allclose(site.validation_normal_scores(b), [0.1, 0.2])
+    table = {"0.50": {"sensitivity": 0.96, "sensitivity_ci": [0.9, 0.99]}, "0.80": {"sensitivity": 0.85}}
+    exp2 = site.expected_sensitivity(_fake_bundle(metrics={"validation_by_threshold": table}), 0.7)
+    assert exp2 is not None
+    assert exp2["value"] == 0.85
+    check = {"name": "jsrt", "at_operating_points": {"high_sensitivity": {"n": 93, "called_covid": 0.37,
+                                                                          "called_covid_ci": [0.27, 0.47]}}}
+    b3 = _fake_bundle(metrics={"new_site": {"check_set": check}}, default_operating_point="high_sensitivity")
+    text = site.new_site_false_positives(b3)
+    assert text is not None
+    assert "37% [27, 47] of 93 normal films of hospitals it has never seen (jsrt)" in text
+
+
+def test_grouped_bootstrap_is_wider_for_clustered_hits() -> None:
+    rng = np.random.default_rng(0)
+    hits = np.repeat([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0], 10)
+    plain = site._bootstrap_rate(hits, rng)
+    grouped = site._bootstrap_rate(hits, rng, groups=np.repeat(np.arange(10), 10))
+    assert grouped[1] - grouped[0] > 2 * (plain[1] - plain[0])

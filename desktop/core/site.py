@@ -232,11 +232,19 @@ def resolve(site: str | None, bundle: Any) -> tuple[SiteProfile | None, Operatin
 # ---------------------------------------------------------------- statistics
 
 
-def _bootstrap_rate(hits: np.ndarray, rng: np.random.Generator, n_boot: int = BOOTSTRAP) -> tuple[float, float]:
+def _bootstrap_rate(hits: np.ndarray, rng: np.random.Generator, n_boot: int = BOOTSTRAP,
+                    groups: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile 95% CI of a rate; ``groups`` (e.g. patients) are resampled whole when given."""
     n = len(hits)
     if n == 0:
         return (float("nan"), float("nan"))
-    means = hits[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+    if groups is None:
+        means = hits[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+    else:
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        sums, counts = np.bincount(g, weights=hits), np.bincount(g).astype(np.float64)
+        pick = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+        means = sums[pick].sum(axis=1) / np.maximum(counts[pick].sum(axis=1), 1.0)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return (float(lo), float(hi))
 
@@ -255,32 +263,42 @@ def choose_threshold(normal_scores: Sequence[float] | np.ndarray, target: float)
     return float((s[k - 1] + s[k]) / 2)
 
 
+def _card_scores(bundle: Any, positive: bool) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(scores, patient groups or None) of the card's ``validation_scores`` for one class.
+
+    Understands ``{"p_covid": [...], "label": [1/0 or class names], "patient_group": [...]}`` (what
+    ``model_training`` exports) and ``{"covid": [...], "normal": [...]}``.
+    """
+    data = getattr(bundle, "bundle", bundle).card.data
+    vs = data.get("validation_scores")
+    if not isinstance(vs, Mapping):
+        return None
+    key = "covid" if positive else "normal"
+    if isinstance(vs.get(key), Sequence):
+        return np.asarray(vs[key], np.float64), None
+    if "p_covid" in vs and "label" in vs:
+        p, lab = np.asarray(vs["p_covid"], np.float64), np.asarray(vs["label"])
+        is_pos = lab.astype(str) == str(data.get("positive_class", "covid")) if lab.dtype.kind in "US" else lab == 1
+        mask = is_pos if positive else ~is_pos
+        groups = vs.get("patient_group")
+        return p[mask], (np.asarray(groups)[mask] if isinstance(groups, Sequence) and len(groups) == len(p) else None)
+    return None
+
+
 def validation_covid_scores(bundle: Any, stats: Any = None) -> tuple[np.ndarray | None, str]:
     """The bundle's validation COVID films' p(covid) and where they come from."""
-    bundle = getattr(bundle, "bundle", bundle)
-    data = bundle.card.data
-    vs = data.get("validation_scores")
-    if isinstance(vs, Mapping):
-        for key in ("covid", "positive", "p_covid_covid"):
-            if key in vs and isinstance(vs[key], Sequence):
-                return np.asarray(vs[key], np.float64), "the model card's validation scores"
-        if "p_covid" in vs and "label" in vs:
-            p, lab = np.asarray(vs["p_covid"], np.float64), np.asarray(vs["label"])
-            return p[lab == data.get("positive_class", "covid")], "the model card's validation scores"
+    got = _card_scores(bundle, True)
+    if got is not None:
+        return got[0], "the model card's validation scores"
     if stats is not None and "val_scores_covid" in getattr(stats, "arrays", {}):
         return np.asarray(stats.arrays["val_scores_covid"], np.float64), "the bundle's validation films"
     return None, ""
 
 
 def validation_normal_scores(bundle: Any, stats: Any = None) -> np.ndarray | None:
-    bundle = getattr(bundle, "bundle", bundle)
-    vs = bundle.card.data.get("validation_scores")
-    if isinstance(vs, Mapping):
-        if isinstance(vs.get("normal"), Sequence):
-            return np.asarray(vs["normal"], np.float64)
-        if "p_covid" in vs and "label" in vs:
-            p, lab = np.asarray(vs["p_covid"], np.float64), np.asarray(vs["label"])
-            return p[lab != bundle.card.data.get("positive_class", "covid")]
+    got = _card_scores(bundle, False)
+    if got is not None:
+        return got[0]
     if stats is not None and "val_scores_normal" in getattr(stats, "arrays", {}):
         return np.asarray(stats.arrays["val_scores_normal"], np.float64)
     return None
@@ -295,9 +313,15 @@ def expected_sensitivity(bundle: Any, threshold: float, stats: Any = None, seed:
     scores, basis = validation_covid_scores(bundle, stats)
     if scores is not None and len(scores):
         hits = (scores >= threshold).astype(np.float64)
-        lo, hi = _bootstrap_rate(hits, np.random.default_rng(seed))
+        card = _card_scores(bundle, True)
+        groups = card[1] if card is not None else None
+        lo, hi = _bootstrap_rate(hits, np.random.default_rng(seed), groups=groups)
         return {"value": float(hits.mean()), "ci": [lo, hi], "n": int(len(scores)), "basis": basis}
-    table = getattr(bundle, "bundle", bundle).card.data.get("sensitivity_by_threshold")
+    data = getattr(bundle, "bundle", bundle).card.data
+    table: Any = data.get("sensitivity_by_threshold")
+    by_thr = data.get("metrics", {}).get("validation_by_threshold")
+    if isinstance(by_thr, Mapping) and by_thr:  # {"0.05": {"sensitivity": ..., "sensitivity_ci": ...}, ...}
+        table = [{"threshold": float(k), **v} for k, v in by_thr.items() if isinstance(v, Mapping)]
     if isinstance(table, Sequence) and table:
         rows = sorted((r for r in table if isinstance(r, Mapping) and "threshold" in r), key=lambda r: r["threshold"])
         above = [r for r in rows if r["threshold"] >= threshold] or rows[-1:]
@@ -401,14 +425,20 @@ def threshold_basis(profile: SiteProfile | None, bundle: Any = None, operating_p
 
 def new_site_false_positives(bundle: Any, stats: Any = None) -> str | None:
     """What is known of the false-positive rate at hospitals the model has not seen, in words."""
-    data = getattr(bundle, "bundle", bundle).card.data
-    ns = data.get("new_site") or data.get("metrics", {}).get("new_site")
-    if isinstance(ns, Mapping) and ns.get("false_positive_rate") is not None:
-        fpr = float(ns["false_positive_rate"])
-        where = ns.get("description", "normal films of hospitals it was not trained on")
-        return f"on {where} it called {100 * fpr:.0f}% of normal films COVID-19"
+    bundle = getattr(bundle, "bundle", bundle)
+    data = bundle.card.data
+    ns = data.get("metrics", {}).get("new_site") or data.get("new_site") or {}
     jsrt = ((getattr(stats, "figures", None) or {}).get("new_site") or {}) if stats is not None else {}
     parts = []
+    check = ns.get("check_set") if isinstance(ns, Mapping) else None
+    if isinstance(check, Mapping) and isinstance(check.get("at_operating_points"), Mapping):
+        at = check["at_operating_points"].get(data.get("default_operating_point")) or {}
+        if at.get("n"):
+            ci = at.get("called_covid_ci")
+            parts.append(f"{100 * float(at['called_covid']):.0f}%"
+                         + (f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci and len(ci) == 2 else "")
+                         + f" of {at['n']} normal films of hospitals it has never seen ({check.get('name', 'check set')})")
+            jsrt = {}
     if jsrt.get("n"):
         parts.append(f"{100 * jsrt['called_covid']:.0f}% of {jsrt['n']} normal films of a hospital it has "
                      f"never seen (JSRT, Japan)")
