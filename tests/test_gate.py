@@ -179,3 +179,10 @@ def test_screen_folder_lists_every_file(tmp_path: Path, tiny_bundle: Path) -> No
     assert by_name["ct.dcm"].code == "not_radiograph"
     assert by_name["notes.txt"].status == "error"
     assert by_name["notes.txt"].code == "unreadable"
+
+
+def test_colour_dicom_refusal_maps_to_not_radiograph() -> None:
+    exc = UnsupportedImageError("x.dcm", "colour image (RGB, 3 samples per pixel), expected a grayscale radiograph")
+    res = gate.from_load_error(exc)
+    assert res.code == "not_radiograph"
+    assert res.reason == "colour image (RGB, 3 samples per pixel)"

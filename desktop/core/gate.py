@@ -213,7 +213,7 @@ def check(xray: XRay, features: np.ndarray | None = None, *, stats: Any = None) 
 def from_load_error(exc: BaseException) -> GateResult:
     """The code of a file that did not load (CT/MR refused by the loader: ``not_radiograph``)."""
     reason = str(getattr(exc, "reason", "") or exc)
-    if "expected a radiograph" in reason:
+    if "radiograph" in reason:  # CT/MR/US..., colour or floating-point DICOM: the loader's own refusals
         return _reject("not_radiograph", reason.split(", expected")[0], "load")
     if "too small" in reason:
         return _reject("too_small", reason, "load")
