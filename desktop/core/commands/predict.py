@@ -3,7 +3,13 @@
 Prints one JSON object per file and line on stdout, in the order given::
 
     {"file": "a.png", "status": "ok", "label": "covid", "p_covid": 0.93, "model": "mobilenet",
-     "model_version": "1.0.0", "operating_point": "balanced", "threshold": 0.5, "error": null}
+     "model_version": "1.0.0", "operating_point": "balanced", "threshold": 0.5, "error": null,
+     "site": null, "threshold_basis": "no site profile; ...", "reject_code": null, "reject_reason": null,
+     "ood_score": 0.93, "ood_flag": false}
+
+A film the input gate rejects has ``"status": "rejected"``, a ``reject_code`` (see
+:mod:`desktop.core.gate`), ``reject_reason`` ("not assessable: hip film") and no ``p_covid``.
+``--site NAME`` uses the threshold of that site's profile (``cxr-screener calibrate``).
 
 Exit code 0 if every file was screened, 1 if any failed (its line says why),
 2 for usage errors (unknown model or operating point, heatmap exists...).
