@@ -36,6 +36,13 @@ CONTRACT = {
     "operating_point": str,
     "threshold": float,
     "error": (str, type(None)),
+    # site calibration and input gate (issue 16)
+    "site": (str, type(None)),
+    "threshold_basis": str,
+    "reject_code": (str, type(None)),
+    "reject_reason": (str, type(None)),
+    "ood_score": (float, type(None)),
+    "ood_flag": (bool, type(None)),
 }
 
 

@@ -75,9 +75,9 @@ def test_the_generated_dicoms_really_carry_the_patient_data(named_dicoms: tuple[
 def test_predict_verbose_leaks_no_patient_data(named_dicoms: tuple[Path, list[Path]], model_name: str) -> None:  # noqa: F811
     _, files = named_dicoms
     run = run_cli("-v", "predict", "--model", model_name, *map(str, files))
-    assert run.returncode == 1  # the damaged file and the CT fail
+    assert run.returncode == 1  # the damaged file fails; the CT is rejected by the input gate (issue 16)
     statuses = [line["status"] for line in run.json_lines()]
-    assert statuses == ["ok", "ok", "error", "error"]
+    assert statuses == ["ok", "ok", "error", "rejected"]
     _assert_clean(run.stdout, "predict stdout")
     _assert_clean(run.stderr, "predict -v stderr")
     _assert_clean(audit_log_path().read_text(), "the audit log")

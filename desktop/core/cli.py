@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from desktop import __version__
 
 #: Subcommands, in the order ``--help`` lists them.
-COMMANDS = ("predict", "scan", "render", "report", "listen", "watch", "models", "selftest", "gui")
+COMMANDS = ("predict", "scan", "render", "report", "calibrate", "listen", "watch", "models", "selftest", "gui")
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -36,6 +36,9 @@ class ScanResult:
     reject_code: str | None = None
     #: The site profile whose threshold was used, if any.
     site: str | None = None
+    #: Out-of-distribution flag of an accepted film (:mod:`desktop.core.ood`; None: not assessed).
+    ood_flag: bool | None = None
+    ood_score: float | None = field(default=None, compare=False)
     # What the scan made for showing this film again without reading it (only when asked for:
     # ``ScreenOptions.keep_display``); not written to results.csv, not compared.
     #: the default view, downsampled (uint8)
@@ -48,6 +51,11 @@ class ScanResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def failed(self) -> bool:
+        """An error (a rejected film is not a failure: the gate did its job)."""
+        return self.status == "error"
 
     @property
     def rejected(self) -> bool:

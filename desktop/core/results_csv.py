@@ -48,6 +48,7 @@ CSV_COLUMNS = (
     "error_kind",
     "reject_code",
     "site",
+    "ood_flag",
 )
 RESULTS_NAME = "results.csv"
 _LINE_END = "\r\n"
@@ -98,6 +99,7 @@ def row_cells(result: ScanResult, *, path: str | None = None, error: str | None 
         _text(result.error_kind),
         _text(result.reject_code),
         _text(result.site),
+        "" if result.ood_flag is None else str(bool(result.ood_flag)).lower(),
     ]
 
 
@@ -206,6 +208,7 @@ def read_results(path: str | os.PathLike[str], *, folder: str | os.PathLike[str]
             relpath=rel,
             reject_code=get("reject_code") or None,
             site=get("site") or None,
+            ood_flag={"true": True, "false": False}.get(get("ood_flag")),
         )
     return list(rows.values())
 

@@ -3,7 +3,13 @@
 Prints one JSON object per file and line on stdout, in the order given::
 
     {"file": "a.png", "status": "ok", "label": "covid", "p_covid": 0.93, "model": "mobilenet",
-     "model_version": "1.0.0", "operating_point": "balanced", "threshold": 0.5, "error": null}
+     "model_version": "1.0.0", "operating_point": "balanced", "threshold": 0.5, "error": null,
+     "site": null, "threshold_basis": "no site profile; ...", "reject_code": null, "reject_reason": null,
+     "ood_score": 0.93, "ood_flag": false}
+
+A film the input gate rejects has ``"status": "rejected"``, a ``reject_code`` (see
+:mod:`desktop.core.gate`), ``reject_reason`` ("not assessable: hip film") and no ``p_covid``.
+``--site NAME`` uses the threshold of that site's profile (``cxr-screener calibrate``).
 
 Exit code 0 if every file was screened, 1 if any failed (its line says why),
 2 for usage errors (unknown model or operating point, heatmap exists...).
@@ -41,6 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--heatmap-dir", metavar="DIR", help="also write a Grad-CAM overlay PNG per file into DIR")
     p.add_argument("--overwrite", action="store_true", help="replace heatmap PNGs that already exist")
     p.add_argument("--operator", help="operator recorded in the audit log (default: $CXR_SCREENER_OPERATOR or login)")
+    p.add_argument("--site", metavar="NAME", help="use this site's calibrated threshold (see `cxr-screener calibrate`)")
     p.set_defaults(handler=run)
 
 
@@ -51,11 +58,16 @@ def run(args: argparse.Namespace) -> int:
 
     from desktop.core.audit import AuditLog
     from desktop.core.bundle import get_bundle
-    from desktop.core.scan.pipeline import ScreenOptions, as_entries, screen_files
 
     # usage errors (exit 2) before any output
+    from desktop.core.input_stats import load_for
+    from desktop.core.scan.pipeline import ScreenOptions, as_entries, screen_files
+    from desktop.core.site import resolve, threshold_basis
+
     bundle = get_bundle(args.model)
     op = bundle.card.operating_point(args.operating_point)
+    profile, site_op = resolve(args.site, bundle)  # missing, edited or for another model: exit 2
+    basis = threshold_basis(profile, bundle, site_op or op)
     heat_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
     entries = as_entries(args.files)
     targets: dict[int, Path] = {}
@@ -69,12 +81,13 @@ def run(args: argparse.Namespace) -> int:
         operating_point=op.name, workers=READ_AHEAD_THREADS, threads=True,
         heatmap_target=(lambda e: targets[id(e)]) if heat_dir is not None else None,
         heatmap_overwrite=args.overwrite, audit=audit, audit_event="predict",
+        input_stats=load_for(bundle), site=profile,
     )
     failed = 0
     try:
         for result in screen_files(entries, predictor, options):
-            record = _record(result, with_heatmap=heat_dir is not None)
-            if record["status"] != "ok":
+            record = _record(result, with_heatmap=heat_dir is not None, basis=basis)
+            if record["status"] not in ("ok", "rejected"):
                 failed += 1
             if sys.stdout is not None:
                 sys.stdout.write(json.dumps(record) + "\n")
@@ -134,8 +147,18 @@ class _PredictorSoon:
     def explain_input(self, x: Any, operating_point: Any = None) -> Any:
         return self.get().explain_input(x, operating_point)
 
+    # the learnt input gate and the OOD score read the features of the same forward pass
+    def forward_raw(self, batch: Any) -> Any:
+        return self.get().forward_raw(batch)
 
-def _record(result: Any, *, with_heatmap: bool) -> dict[str, object]:
+    def operating_point(self, name: Any = None) -> Any:
+        return self.get().operating_point(name)
+
+    def _prediction(self, probs: Any, op: Any) -> Any:
+        return self.get()._prediction(probs, op)
+
+
+def _record(result: Any, *, with_heatmap: bool, basis: str | None = None) -> dict[str, object]:
     """The JSON line of one result (the documented contract)."""
     record: dict[str, object] = {
         "file": result.relpath,
@@ -146,7 +169,13 @@ def _record(result: Any, *, with_heatmap: bool) -> dict[str, object]:
         "model_version": result.model_version,
         "operating_point": result.operating_point,
         "threshold": result.threshold,
-        "error": result.error,
+        "error": None if result.rejected else result.error,
+        "site": result.site,
+        "threshold_basis": basis,
+        "reject_code": result.reject_code,
+        "reject_reason": result.error if result.rejected else None,
+        "ood_score": None if result.ood_score is None else round(float(result.ood_score), 4),
+        "ood_flag": result.ood_flag,
     }
     if result.ok and with_heatmap:
         record["heatmap"] = result.heatmap

@@ -68,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attach-original", action="store_true",
                    help="embed the original image file in the PDF (not with --anonymize: it carries the patient's data)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.pdf if it exists")
+    p.add_argument("--site", metavar="NAME", help="use this site's calibrated threshold (see `cxr-screener calibrate`)")
     p.add_argument("--dicom-results", metavar="DIR",
                    help="also write a Secondary Capture (heatmap) and a Structured Report of a DICOM film here")
     p.set_defaults(handler=run)
@@ -121,8 +122,28 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable(args.output, overwrite=args.overwrite)  # exit 2 before any work
     loaded = load_model(args.model, args.operating_point)
-    xray = load_xray(args.file)
-    prediction, heatmap = loaded.predictor.explain(xray, operating_point=loaded.operating_point)
+    # the site's threshold; no chest report for a film the input gate rejects
+    from desktop.core import gate
+    from desktop.core.input_stats import load_for
+    from desktop.core.site import resolve
+
+    profile, site_op = resolve(args.site, loaded.bundle)
+    op = site_op or loaded.operating_point
+    try:
+        xray = load_xray(args.file)
+    except Exception as exc:
+        refused = gate.from_load_error(exc)
+        if refused.code != "unreadable" and sys.stderr is not None:
+            sys.stderr.write(f"cxr-screener report: {args.file}: {refused.text} ({refused.code}); no report written\n")
+            return 1
+        raise
+    (screened,) = gate.screen(loaded.predictor, [xray], stats=load_for(loaded.bundle), operating_point=op)
+    if screened.gate.rejected:
+        if sys.stderr is not None:
+            sys.stderr.write(f"cxr-screener report: {args.file}: {screened.gate.text} ({screened.gate.code}); "
+                             "no chest report written\n")
+        return 1
+    prediction, heatmap = loaded.predictor.explain(xray, operating_point=op)
     operator = args.operator if args.operator is not None else default_operator()
     # the PDF names a person only when one was given: a login name ("root") is not an operator
     printed = args.operator if args.operator is not None else os.environ.get(OPERATOR_ENV, "").strip()

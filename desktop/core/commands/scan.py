@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--clinic-address", default="", metavar="TEXT", help="clinic address for the --report PDF")
     p.add_argument("--page-size", choices=("A4", "Letter"), default="A4", help="paper size of the --report PDF")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--site", metavar="NAME", help="use this site's calibrated threshold (see `cxr-screener calibrate`)")
     p.set_defaults(handler=run)
 
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from desktop.core.commands._model import load_model
     from desktop.core.errors import CXRError, OutputError
     from desktop.core.fileio import check_writable
+    from desktop.core.filenames import display_name
 
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -95,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or scan_inference_threads()
     # exit 2 on an unknown model / operating point, before any output
     loaded = load_model(args.model, args.operating_point, threads=threads)
+    # the site profile (exit 2 if missing, edited or for another model); the learnt gate's and OOD statistics
+    from desktop.core.input_stats import load_for
+    from desktop.core.site import resolve, threshold_basis
+
+    profile, site_op = resolve(args.site, loaded.bundle)
+    input_stats = load_for(loaded.bundle)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -140,10 +148,14 @@ def run(args: argparse.Namespace) -> int:
             anonymize=args.anonymize,
             keep_display=bool(args.report),
             explain=bool(args.report and args.report_pages),
+            input_stats=input_stats,
+            site=profile,
             **kwargs,
         )
         for result in results:
-            if not result.ok:
+            if result.rejected:
+                bar.note(f"{display_name(result.relpath or result.path)}: {result.error} ({result.reject_code})")
+            elif not result.ok:
                 bar.note(f"{result.error}")
             else:
                 if maker is not None:
@@ -159,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         audit.close()
 
     _summary(stats, results_csv, interrupted=interrupted, audit_failed=audit.failed, folder=folder)
+    _err("Threshold: " + threshold_basis(profile, loaded.bundle, site_op))
     if failure is not None or interrupted:
         _drop_previews(previews)
     if failure is not None:
@@ -169,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     all_results = batch.read_results(results_csv, folder=folder) if stats.skipped or args.report else []
     # resumed: files that failed in the earlier runs of this scan failed all the same (the file has every row)
-    failed = sum(not r.ok for r in all_results) if stats.skipped else stats.errors
+    failed = sum(r.failed for r in all_results) if stats.skipped else stats.errors
     if failed > stats.errors:
         _err(f"{failed - stats.errors} more file(s) failed in earlier runs of this scan "
              f"(their rows in {results_csv} say why)")
@@ -271,7 +284,8 @@ def _summary(stats: Any, results_csv: Any, *, interrupted: bool, audit_failed: s
     lines = [
         f"{'Stopped after' if interrupted else 'Scanned'} {stats.done} of {stats.total} files in "
         f"{stats.elapsed_s:.1f} s ({per_s:.1f} files/s): {stats.ok} screened ({labels}), "
-        f"{stats.errors} failed, {stats.skipped} already done"
+        f"{stats.errors} failed, {getattr(stats, 'rejected', 0)} not assessable (input gate), "
+        f"{stats.skipped} already done"
         + (f", {stats.ignored} document(s) left out (not images): "
            f"{name_list(ignored_documents(folder, results_csv)) if folder is not None else ''}." if stats.ignored else "."),
         f"Results: {results_csv}",

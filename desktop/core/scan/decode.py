@@ -57,7 +57,8 @@ def as_wants(value: Wants | bool | None) -> Wants:
 
 @dataclass
 class Decoded:
-    """One file after its worker: ``status`` "ok" (input ready), "skip" (resume: same bytes) or "error"."""
+    """One file after its worker: ``status`` "ok" (input ready), "skip" (resume: same bytes), "error",
+    or "rejected" (the input gate: ``error`` its text, ``error_kind`` its code)."""
 
     status: str
     sha256: str = ""
@@ -155,6 +156,7 @@ def load_for_model(data: bytes, name: str, target: tuple[int, int] | None) -> An
 
 def decode_one(path: str, expected_sha: str | None, spec: Any, wants: Wants | bool | None = None) -> Decoded:
     """Read, hash, decode and preprocess one file (see the module docstring). Never raises."""
+    from desktop.core import gate
     from desktop.core.preprocess import model_input
 
     wants = as_wants(wants)
@@ -167,6 +169,9 @@ def decode_one(path: str, expected_sha: str | None, spec: Any, wants: Wants | bo
             target = None if wants.display else (int(spec.height), int(spec.width))
             xray = load_for_model(data, path, target)
         except CXRError as exc:
+            refused = gate.from_load_error(exc)  # a CT/MR refused by the loader: rejected, not failed
+            if refused.code not in (None, "unreadable"):
+                return Decoded("rejected", sha, error=refused.text, error_kind=refused.code)
             return Decoded("error", sha if exc.kind != "access" else "", error=str(exc), error_kind=exc.kind)
         try:
             after = os.stat(path)
@@ -175,6 +180,9 @@ def decode_one(path: str, expected_sha: str | None, spec: Any, wants: Wants | bo
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
             return Decoded("error", sha, error=f"{path}: file changed while it was being read; scan it again",
                            error_kind="changed")
+        verdict = gate.check(xray)  # DICOM tags and pixel checks before the model (the learnt check follows)
+        if verdict.rejected:
+            return Decoded("rejected", sha, error=verdict.text, error_kind=verdict.code)
         inp = model_input(xray, spec)
         display = Display.from_xray(xray, wants.display_side) if wants.display else None
         return Decoded("ok", sha, input=inp, display=display)

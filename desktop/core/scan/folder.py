@@ -111,6 +111,8 @@ def scan(
     keep_display: bool = False,
     explain: bool = False,
     lock: bool = True,
+    input_stats: Any = None,
+    site: Any = None,
 ) -> Iterator[ScanResult]:
     """Scan ``folder`` recursively; yield one :class:`ScanResult` per file, in path order.
 
@@ -124,12 +126,14 @@ def scan(
     its display image, prediction and heatmap (reports, GUI). Raises
     :class:`OutputError` if ``results_csv`` cannot be written or its folder
     is in use by another scan (before any work), or mid-scan on a full disk.
+    ``input_stats`` (:mod:`desktop.core.input_stats`): the learnt input gate and
+    the OOD flag; ``site``: a :class:`~desktop.core.site.SiteProfile` whose threshold is used.
     """
     root = Path(folder)
     if not root.is_dir():
         raise CXRError(root, "is not a folder" if root.exists() else "folder not found")
     stats = stats if stats is not None else ScanStats()
-    model = ModelView(predictor, operating_point)  # unknown operating point: before any output
+    model = ModelView(predictor, operating_point, input_stats, site)  # unknown operating point: before any output
     held = OutputLock(Path(results_csv).parent) if results_csv is not None and lock else None
     writer: ResultsWriter | None = None
     try:
@@ -162,6 +166,7 @@ def scan(
             batch_size=batch_size, keep_display=keep_display, explain=explain, audit=audit, audit_event="scan",
             heatmap_target=(lambda e: heatmap_path(heat_root, e.rel)) if heat_root is not None else None,
             audit_name=(lambda r: r.relpath) if anonymize else None, decode_fn=decode_fn,
+            input_stats=input_stats, site=site,
         )
 
         def clean(result: ScanResult) -> ScanResult:

@@ -29,6 +29,7 @@ skipped: counted, not yielded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -64,6 +65,8 @@ class ScanStats:
     done: int = 0
     ok: int = 0
     errors: int = 0
+    #: films the input gate rejected (not failures)
+    rejected: int = 0
     skipped: int = 0
     #: documents left out (README, PDF, CSV... whose content is not an image)
     ignored: int = 0
@@ -95,6 +98,10 @@ class ScreenOptions:
     #: the name the audit may record for a result (default: its path); e.g. a pseudonym
     audit_name: Callable[[ScanResult], str] | None = None
     decode_fn: DecodeFn | None = None
+    #: :mod:`desktop.core.input_stats` of the bundle: the learnt input gate and the OOD flag (None: neither)
+    input_stats: Any = None
+    #: a :class:`~desktop.core.site.SiteProfile`: its threshold replaces ``operating_point``
+    site: Any = None
 
     @property
     def wants(self) -> Wants:
@@ -114,8 +121,15 @@ class ModelView:
     stand-in without a bundle may provide ``spec``, ``name`` and ``version``.
     """
 
-    def __init__(self, predictor: Any, operating_point: str | None) -> None:
+    def __init__(self, predictor: Any, operating_point: Any, input_stats: Any = None, site: Any = None) -> None:
         self.predictor = predictor
+        self.input_stats = input_stats
+        #: the site profile's name (its threshold is the operating point)
+        self.site: str | None = None if site is None else str(site.site)
+        if site is not None:
+            operating_point = site.operating_point()
+        #: an OperatingPoint object (a site's) rather than a name from the card
+        self.op_object = operating_point if not isinstance(operating_point, (str, type(None))) else None
         bundle = getattr(predictor, "bundle", None)
         card = getattr(bundle, "card", None)
         self.spec: Any = getattr(predictor, "spec", None)
@@ -126,30 +140,76 @@ class ModelView:
         self.sha256: str | None = getattr(card, "sha256", None)
         self.operating_point = operating_point
         self.threshold: float | None = None
-        if card is not None:
+        if self.op_object is not None:
+            self.operating_point = str(self.op_object.name)
+            self.threshold = float(self.op_object.threshold)
+        elif card is not None:
             op = card.operating_point(operating_point)  # ModelError if unknown: before any work
             self.operating_point = op.name
             self.threshold = float(op.threshold)
+        self.ood: dict[int, Any] = {}  # id(prediction) -> desktop.core.ood assessment
+        self._last_ood: Any = None
+
+    @property
+    def _op(self) -> Any:
+        return self.op_object if self.op_object is not None else self.operating_point
+
+    def _gated(self) -> bool:
+        return self.input_stats is not None and callable(getattr(self.predictor, "forward_raw", None))
 
     def spec_dict(self) -> dict[str, Any]:
         return dict(self.spec.to_dict())
 
     def predict(self, inputs: Sequence[Any]) -> list[Any]:
+        """Predictions in order; with input statistics, a film the learnt gate rejects gives its GateResult."""
         import numpy as np
 
+        batch = np.stack(list(inputs))
+        if self._gated():
+            # one forward pass gives the features too: the learnt gate and the OOD score from them
+            fmap, probs = self.predictor.forward_raw(batch)
+            op = self.predictor.operating_point(self._op)
+            out = [self._verdict(fmap[j : j + 1], functools.partial(self.predictor._prediction, probs[j], op))
+                   for j in range(len(batch))]
+            self._remember([p for p in out if hasattr(p, "p_covid")])
+            return out
         fast = getattr(self.predictor, "predict_inputs", None)
         if callable(fast):
-            preds = fast(np.stack(list(inputs)), operating_point=self.operating_point)
+            preds = fast(batch, operating_point=self._op)
         else:  # Predictor.predict takes model inputs (H, W, C) too
-            preds = self.predictor.predict(list(inputs), operating_point=self.operating_point)
+            preds = self.predictor.predict(list(inputs), operating_point=self._op)
         self._remember(preds)
         return list(preds)
 
     def explain(self, inp: Any) -> tuple[Any, Any]:
+        """(prediction, heatmap); ``(GateResult, None)`` for a film the learnt gate rejects."""
+        if self._gated():
+            import numpy as np
+
+            fmap, _ = self.predictor.forward_raw(np.asarray(inp)[None])
+            verdict = self._verdict(fmap, lambda: None)
+            if getattr(verdict, "rejected", False):
+                return verdict, None
         fn = getattr(self.predictor, "explain_input", None) or self.predictor.explain
-        pred, heatmap = fn(inp, self.operating_point)
+        pred, heatmap = fn(inp, self._op)
+        if self._gated():
+            self.ood[id(pred)] = self._last_ood
         self._remember([pred])
         return pred, heatmap
+
+    def _verdict(self, fmap: Any, make: Callable[[], Any]) -> Any:
+        """The learnt gate's GateResult if it rejects the film, else ``make()`` (its OOD assessment kept)."""
+        from desktop.core.gate import check_learnt
+        from desktop.core.ood import assess
+
+        verdict = check_learnt(fmap, self.input_stats)
+        if verdict.rejected:
+            return verdict
+        self._last_ood = assess(fmap, self.input_stats)
+        pred = make()
+        if pred is not None:
+            self.ood[id(pred)] = self._last_ood
+        return pred
 
     def _remember(self, preds: Sequence[Any]) -> None:
         if preds and self.threshold is None:
@@ -182,7 +242,8 @@ def screen_files(
     unknown operating point before any file is read.
     """
     options = options or ScreenOptions()
-    run = _Run(as_entries(items), ModelView(predictor, options.operating_point), options, done or {}, sink,
+    model = ModelView(predictor, options.operating_point, options.input_stats, options.site)
+    run = _Run(as_entries(items), model, options, done or {}, sink,
                progress, cancel, stats if stats is not None else ScanStats())
     yield from run
 
@@ -319,6 +380,8 @@ class _Run:
             s.ok += 1
             if result.label:
                 s.labels[result.label] = s.labels.get(result.label, 0) + 1
+        elif result.rejected:
+            s.rejected += 1
         else:
             s.errors += 1
 
@@ -332,13 +395,18 @@ class _Run:
         heat: dict[int, Any] = {}
         heat_png: dict[int, str] = {}
         errors: dict[int, tuple[str, str]] = {}
+        rejected: dict[int, Any] = {}  # k -> GateResult of the learnt gate
         if ok:
             try:
                 if o.explaining:
                     for k in ok:
                         entry = self.entries[group[k]]
                         try:
-                            preds[k], heat[k] = model.explain(decoded[k].input)
+                            pred, heatmap = model.explain(decoded[k].input)
+                            if heatmap is None and getattr(pred, "rejected", False):
+                                rejected[k] = pred
+                                continue
+                            preds[k], heat[k] = pred, heatmap
                         except CXRError as exc:
                             if isinstance(exc, OutputError):
                                 raise
@@ -355,7 +423,10 @@ class _Run:
                                 errors[k] = (f"heatmap not written: {exc}", "heatmap")
                 else:
                     for k, pred in zip(ok, model.predict([decoded[k].input for k in ok]), strict=True):
-                        preds[k] = pred
+                        if getattr(pred, "rejected", False):
+                            rejected[k] = pred
+                        else:
+                            preds[k] = pred
             except CXRError as exc:
                 if isinstance(exc, OutputError):
                     raise
@@ -368,14 +439,27 @@ class _Run:
             entry = self.entries[group[k]]
             pred = preds.get(k)
             err = errors.get(k)
+            if d.status == "rejected" or k in rejected:  # a reason and a code, never a p(covid)
+                verdict = rejected.get(k)
+                out[k] = ScanResult(
+                    path=entry.path, sha256=d.sha256, status="rejected", label=None, p_covid=None,
+                    model=model.name, model_version=model.version, operating_point=model.operating_point,
+                    threshold=model.threshold, error=verdict.text if verdict is not None else d.error,
+                    error_kind=None, relpath=entry.rel,
+                    reject_code=verdict.code if verdict is not None else d.error_kind, site=model.site,
+                )
+                continue
             if d.status == "ok" and pred is not None and (err is None or err[1] == "heatmap"):
+                ood = model.ood.pop(id(pred), None)
                 result = ScanResult(
                     path=entry.path, sha256=d.sha256, status="ok", label=str(pred.label),
                     p_covid=float(pred.p_covid), model=str(getattr(pred, "model", model.name)),
                     model_version=str(getattr(pred, "model_version", model.version)),
                     operating_point=str(pred.operating_point), threshold=float(pred.threshold),
                     error=err[0] if err else None, error_kind=err[1] if err else None,
-                    heatmap=heat_png.get(k), relpath=entry.rel,
+                    heatmap=heat_png.get(k), relpath=entry.rel, site=model.site,
+                    ood_flag=None if ood is None else bool(ood.flagged),
+                    ood_score=None if ood is None else float(ood.score),
                 )
                 if o.keep_display:
                     result = replace(result, display=d.display, prediction=pred, explanation=heat.get(k))
@@ -385,6 +469,7 @@ class _Run:
                     path=entry.path, sha256=d.sha256, status="error", label=None, p_covid=None,
                     model=model.name, model_version=model.version, operating_point=model.operating_point,
                     threshold=model.threshold, error=message, error_kind=kind, relpath=entry.rel,
+                    site=model.site,
                 )
             out[k] = result
         return out
@@ -396,8 +481,8 @@ class _Run:
         res: dict[str, Any] = {"status": result.status}
         if result.ok:
             res.update(label=result.label, p_covid=result.p_covid)
-        else:
-            res["error_kind"] = result.error_kind
+        else:  # a rejected film: its gate code (the audit log has no reject_code key)
+            res["error_kind"] = result.reject_code if result.rejected else result.error_kind
         try:
             audit.record(
                 o.audit_event,
