@@ -38,7 +38,9 @@ def test_decode_sends_a_small_display_not_the_xray(tmp_path: Path) -> None:
     assert not hasattr(got, "xray")
     plain = decode.decode_one(str(path), None, spec, decode.NO_DISPLAY)
     assert plain.display is None
-    np.testing.assert_array_equal(plain.input, got.input)
+    # without display the film is decoded at reduced resolution (2x the model input at least): same input
+    # up to the resampling
+    np.testing.assert_allclose(plain.input, got.input, atol=0.05)
 
 
 def test_scan_heatmaps_report_pages_opens_each_input_once(tmp_path: Path, model_name: str,  # noqa: F811

@@ -469,7 +469,7 @@ class _Run:
                     path=entry.path, sha256=d.sha256, status="error", label=None, p_covid=None,
                     model=model.name, model_version=model.version, operating_point=model.operating_point,
                     threshold=model.threshold, error=message, error_kind=kind, relpath=entry.rel,
-                    site=model.site,
+                    reject_code="unreadable", site=model.site,
                 )
             out[k] = result
         return out
