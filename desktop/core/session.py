@@ -62,9 +62,16 @@ class Study:
     error: BaseException | None = None
 
 
-def at_operating_point(prediction: Any, predictor: Any, name: str | None) -> Any:
-    """The same prediction decided at another operating point of its model (no model run)."""
-    if not name or name == prediction.operating_point:
+#: Operating-point names that stand for a site profile's threshold.
+SITE_PREFIX = "site:"
+
+
+def at_operating_point(prediction: Any, predictor: Any, name: Any) -> Any:
+    """The same prediction decided at another operating point of its model (no model run).
+
+    ``name``: a card operating point's name, or an OperatingPoint (a site's threshold).
+    """
+    if not name or name == prediction.operating_point or getattr(name, "name", None) == prediction.operating_point:
         return prediction
     op = predictor.operating_point(name)
     return replace(
@@ -95,6 +102,8 @@ class Session:
         self.operating_point: str | None = None
         #: The site profile the results are read for (None until site calibration sets one).
         self.site: str | None = None
+        #: That profile's threshold as an operating point (``site:<name>``), or None.
+        self.site_op: Any = None
 
     # --- models ----------------------------------------------------------------
     def set_bundles(
@@ -138,11 +147,31 @@ class Session:
         return True
 
     def set_operating_point(self, name: str) -> bool:
+        """Decide at the card's operating point ``name``, or at a site's threshold (``site:<name>``).
+
+        A site profile that is missing, edited or made for another model is refused
+        (:class:`desktop.core.site.SiteProfileError`, for the caller to show).
+        """
         bundle = self.bundle
-        if bundle is None or name not in [o.name for o in bundle.card.operating_points]:
+        if bundle is None:
             return False
-        self.operating_point = name
+        if name.startswith(SITE_PREFIX):
+            from .site import load_profile
+
+            profile = load_profile(name[len(SITE_PREFIX):], bundle)
+            self.site, self.site_op = profile.site, profile.operating_point()
+            self.operating_point = self.site_op.name
+            return True
+        if name not in [o.name for o in bundle.card.operating_points]:
+            return False
+        self.operating_point, self.site, self.site_op = name, None, None
         return True
+
+    def site_choices(self) -> list[str]:
+        """The sites calibrated for the chosen model (their profiles' names)."""
+        from .site import site_names
+
+        return site_names(self.bundle) if self.bundle is not None else []
 
     def model_choice(self) -> ModelChoice | None:
         """The chosen model as a scan records it (name, version, operating point)."""
@@ -217,7 +246,7 @@ class Session:
         analysis = self.analysis(study)
         if analysis is None:
             return None
-        return at_operating_point(analysis.prediction, analysis.predictor, self.operating_point)
+        return at_operating_point(analysis.prediction, analysis.predictor, self.site_op or self.operating_point)
 
     def list_label(self, key: str) -> str:
         """``name.png`` or ``name.png / POSITIVE 87%`` as the list of opened images shows it."""
@@ -312,4 +341,4 @@ def reason(r: ScanResult) -> str:
     return text
 
 
-__all__ = ["KEEP_LOADED", "Analysis", "FolderScan", "Session", "Study", "at_operating_point", "choice_for", "reason", "study_key"]
+__all__ = ["KEEP_LOADED", "SITE_PREFIX", "Analysis", "FolderScan", "Session", "Study", "at_operating_point", "choice_for", "reason", "study_key"]

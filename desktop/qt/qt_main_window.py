@@ -86,6 +86,10 @@ class QtMainWindow(QtWindowActions, QtWindowDocuments, QtWindowView):
         self._build_widgets()
         self._build_actions()
         self._build_menus()
+        self.add_tool_action("Calibrate for this &site...", self.calibrate_dialog,
+                             "Set this clinic's threshold from its own confirmed-normal films")
+        self.add_tool_action("&Receive films (DICOM)...", self.receiving_panel,
+                             "Receive films from the X-ray unit or PACS over DICOM and screen them")
         self._build_toolbar()
         self._build_statusbar()
         self._apply_heatmap_settings()
@@ -123,6 +127,29 @@ class QtMainWindow(QtWindowActions, QtWindowDocuments, QtWindowView):
 
     def current_bundle(self) -> Any:
         return self.session.bundle
+
+    def calibrate_dialog(self) -> Any:
+        """The "Calibrate for this site..." dialog for the current model (``desktop.qt.qt_calibrate``)."""
+        from .qt_calibrate import QtCalibrateDialog
+
+        bundle = self.current_bundle()
+        if bundle is None:
+            return None
+        dialog = QtCalibrateDialog(bundle, lambda: self.predictors.get(bundle),
+                                   operator=self.settings.operator, parent=self)
+        dialog.profiles_changed.connect(lambda: self._fill_operating_points(bundle))
+        dialog.show()
+        return dialog
+
+    def receiving_panel(self) -> Any:
+        """The DICOM "Receiving" panel, docked in this window (``desktop.qt.qt_receiving``)."""
+        from .qt_receiving import open_receiving_panel
+
+        panel = getattr(self, "_receiving", None)
+        if panel is None:
+            panel = self._receiving = open_receiving_panel(self)
+        (panel.parentWidget() or panel).show()  # its dock, if the user closed it
+        return panel
 
     def current_study(self) -> Study | None:
         return self.session.current
@@ -280,11 +307,27 @@ class QtMainWindow(QtWindowActions, QtWindowDocuments, QtWindowView):
         self._check_model_menu()
         self._show_current()
 
+    def _fill_operating_points(self, bundle: Any) -> None:
+        """The card's operating points and this model's calibrated sites; the remembered site is chosen."""
+        sites = self.session.site_choices()
+        self.panel.set_operating_points(bundle.card, self.session.operating_point, sites)
+        remembered = self.settings.site
+        if remembered and remembered in sites and self.session.site != remembered:
+            self.set_operating_point(f"site:{remembered}")
+
     def set_operating_point(self, name: str) -> None:
-        """Decide at operating point ``name``: no model run, the shown result updates at once."""
-        if not self.session.set_operating_point(name):
+        """Decide at operating point ``name`` (or ``site:<name>``): no model run, the result updates at once."""
+        try:
+            ok = self.session.set_operating_point(name)
+        except Exception as exc:  # a site profile edited by hand, or made for another model
+            self.errors.handle(exc, "Using the site's threshold")
             return
+        if not ok:
+            return
+        self.settings.site = self.session.site or ""
         self.panel.select_operating_point(name)
+        if self.session.site_op is not None:
+            self.panel.show_site_basis(self.session.site_op)
         self._show_result()
 
     # ------------------------------------------------------------------

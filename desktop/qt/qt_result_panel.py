@@ -327,7 +327,8 @@ class QtResultPanel(QWidget):
         finally:
             self._updating = False
 
-    def set_operating_points(self, card: Any, current: str | None = None) -> None:
+    def set_operating_points(self, card: Any, current: str | None = None, sites: Sequence[str] = ()) -> None:
+        """The card's operating points, then one entry per calibrated site (``site:<name>``)."""
         self._updating = True
         try:
             self.op_combo.clear()
@@ -339,6 +340,11 @@ class QtResultPanel(QWidget):
                 self.op_combo.addItem(label, op.name)
                 self.op_combo.setItemData(self.op_combo.count() - 1, operating_point_text(op), Qt.ItemDataRole.ToolTipRole)
                 self._ops[op.name] = op
+            for site in sites:
+                self.op_combo.addItem(f"site: {site}", f"site:{site}")
+                self.op_combo.setItemData(self.op_combo.count() - 1,
+                                          "This clinic's threshold, set from its own normal films",
+                                          Qt.ItemDataRole.ToolTipRole)
             idx = self.op_combo.findData(current or card.default_operating_point)
             self.op_combo.setCurrentIndex(max(idx, 0))
             self._show_op_text()
@@ -372,9 +378,18 @@ class QtResultPanel(QWidget):
         if not self._updating and self.current_operating_point():
             self.operating_point_selected.emit(self.current_operating_point())
 
+    def show_site_basis(self, op: Any) -> None:
+        """What a site's threshold rests on (the profile's own sentence) under the operating point."""
+        self._ops[str(op.name)] = op
+        self.op_text.setText(f"Threshold {op.threshold:.2f}: {op.description}")
+        self.content_changed.emit()
+
     def _show_op_text(self) -> None:
         op = self._ops.get(self.current_operating_point() or "")
-        self.op_text.setText(operating_point_text(op) if op is not None else "")
+        if op is not None and str(op.name).startswith("site:"):
+            self.op_text.setText(f"Threshold {op.threshold:.2f}: {op.description}")
+        else:
+            self.op_text.setText(operating_point_text(op) if op is not None else "")
         self.content_changed.emit()
 
     # --- result -----------------------------------------------------------------

@@ -104,6 +104,15 @@ class AppSettings:
         self._set("clinic/address", value)
 
     @property
+    def site(self) -> str:
+        """The calibrated site whose threshold the window uses ("" for the model's operating points)."""
+        return self._str("clinic/site")
+
+    @site.setter
+    def site(self, value: str) -> None:
+        self._set("clinic/site", value)
+
+    @property
     def operator(self) -> str:
         return self._str("clinic/operator")
 
