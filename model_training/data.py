@@ -156,7 +156,10 @@ def read_dataset(root: str | os.PathLike[str], manifest: str | os.PathLike[str] 
 
 
 def _size_spec(spec: PreprocessSpec) -> dict[str, object]:
-    return {"h": spec.height, "w": spec.width, "resize": spec.resize, "crop": spec.crop}
+    key: dict[str, object] = {"h": spec.height, "w": spec.width, "resize": spec.resize, "crop": spec.crop}
+    if spec.harmonize:  # only when set: the keys of existing caches stay valid
+        key["harmonize"] = spec.harmonize
+    return key
 
 
 def _file_sha(record: Record) -> str:

@@ -10,7 +10,8 @@ in training (held out by leave-one-source-out, and the JSRT normals, which no mo
 - the mean p(covid) of the normals of every source (how far an unfamiliar style shifts the scores);
 - the false-positive rate at the threshold where the held-out COVID-19 sensitivity is 0.95 (chosen in
   hindsight on the held-out films): how well the model *ranks* new-site normals below COVID films,
-  whatever threshold a site later calibrates. This is the first criterion of :func:`selection_key`.
+  whatever threshold a site later calibrates. On the held-out sources (never on the check set, which
+  stays a check) this is the first criterion of :func:`selection_key`.
 
 Every figure is computed on sources absent from the model's training and validation data;
 :func:`new_site_figures` refuses a test set that shares a source with training.
@@ -169,8 +170,9 @@ def fold_new_site(dataset: Dataset, split: Any, p_test: np.ndarray, threshold: f
 def summarize_recipe(loso_folds: Mapping[str, Any], random_fold: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One recipe's new-site summary over its LOSO folds (each fold's ``new_site`` entry).
 
-    ``criterion``: mean over folds of the share of new-site normals (held-out and check set) called COVID-19
-    at the threshold giving held-out COVID-19 sensitivity 0.95 (lower is better).
+    ``criterion``: mean over the folds with at least :data:`MIN_NORMALS` held-out normals of the share of
+    them called COVID-19 at the threshold giving held-out COVID-19 sensitivity 0.95 (lower is better). The
+    check set is reported, never used to select (it stays a check).
     """
     key = f"at_sensitivity_{SENSITIVITY_TARGET:.2f}"
     crit, sens, fpr, check_fpr, means = [], [], [], [], {}
@@ -178,8 +180,8 @@ def summarize_recipe(loso_folds: Mapping[str, Any], random_fold: Mapping[str, An
         ns = fold.get("new_site")
         if not ns:
             continue
-        if key in ns and np.isfinite(ns[key]["all_new_site_normals"]):
-            crit.append(ns[key]["all_new_site_normals"])
+        if key in ns and ns["held_out_normals"]["n"] >= MIN_NORMALS and np.isfinite(ns[key]["held_out_normals"]):
+            crit.append(ns[key]["held_out_normals"])
         if ns["held_out_covid_sensitivity"]["n"]:
             sens.append(ns["held_out_covid_sensitivity"]["sensitivity"])
         if ns["held_out_normals"]["n"] >= MIN_NORMALS:
@@ -236,13 +238,13 @@ def new_site_table(results: Mapping[str, Mapping[str, Any]]) -> str:
              "held-out COVID sensitivity at the default point, F1 / F2 / F4 | random-split AUROC |",
              "|---|---|---|---|---|---|---|---|"]
     for rank, (_, name, summ, folds, rnd) in enumerate(rows, 1):
-        def called(fold: str, part: str, ci: bool = False) -> str:
+        def called(fold: str, part: str, ci: bool = False, folds: Mapping[str, Any] = folds) -> str:
             ns = folds.get(fold, {}).get("new_site")
             if not ns or part not in ns:
                 return "n/a"
             return _pct(ns[part]["called_covid"], ns[part]["called_covid_ci"] if ci else None)
 
-        def sens(fold: str) -> str:
+        def sens(fold: str, folds: Mapping[str, Any] = folds) -> str:
             ns = folds.get(fold, {}).get("new_site")
             if not ns or not ns["held_out_covid_sensitivity"]["n"]:
                 return "n/a"

@@ -19,6 +19,7 @@ class Recipe:
     resize: str = "stretch"
     mask_border: float = 0.0             # PreprocessSpec.mask_border (edge band blanked, train and app)
     mask_corner: float = 0.0             # PreprocessSpec.mask_corner
+    harmonize: int = 0                   # PreprocessSpec.harmonize (resolution harmonisation, train and app)
     epochs: int = 50
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -48,6 +49,7 @@ class Recipe:
     def preprocess(self, architecture: str = "mobilenet", size: int = 224) -> PreprocessSpec:
         return PreprocessSpec(height=size, width=size, resize=self.resize, crop=self.crop,
                               equalize=self.equalize, mask_border=self.mask_border, mask_corner=self.mask_corner,
+                              harmonize=self.harmonize,
                               normalization="vgg19" if architecture == "vgg19" else "mobilenet")
 
     def to_dict(self) -> dict[str, Any]:

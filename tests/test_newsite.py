@@ -63,7 +63,8 @@ def test_new_site_figures_by_hand() -> None:
     pats = np.arange(9).astype(str)
     chk = (np.array([0.55, 0.1, 0.2, 0.9]), np.array(["j1", "j2", "j3", "j4"]))
     r = N.new_site_figures(y, p, src, pats, 0.5, train_sources=["a", "b"], check=chk, n_boot=50)
-    assert r["held_out_sources"] == ["x", "y"] and r["trained_on"] == ["a", "b"]
+    assert r["held_out_sources"] == ["x", "y"]
+    assert r["trained_on"] == ["a", "b"]
     assert r["normals_by_source"]["x"]["called_covid"] == pytest.approx(0.5)   # 0.6 of (0.6, 0.1)
     assert r["normals_by_source"]["y"]["called_covid"] == pytest.approx(1 / 3)
     assert r["normals_by_source"]["y"]["mean_p_covid"] == pytest.approx(0.4)
@@ -95,7 +96,8 @@ def test_loso_fold_figures_come_from_the_held_out_source_only(data, monkeypatch,
     root, check_dir = data
     ds = read_dataset(root)
     check = N.read_check_set(check_dir)
-    assert len(check) == 7 and set(check.sources().tolist()) == {"jsrt"}
+    assert len(check) == 7
+    assert set(check.sources().tolist()) == {"jsrt"}
     monkeypatch.setattr(C, "LOSO_FOLDS", {"FX": ("c", "d")})
     monkeypatch.setattr(C, "TRAIN_ONLY_FOLD", ("F4", "no-such-source"))
     out = C.compare(ds, [LINEAR_PROBE], out_dir=tmp_path / "cmp", weights=None, protocols=["loso", "random"],
@@ -103,16 +105,20 @@ def test_loso_fold_figures_come_from_the_held_out_source_only(data, monkeypatch,
     ns = out["linear_probe"]["loso"]["folds"]["FX"]["new_site"]
     assert ns["trained_on"] == ["a", "b"]
     assert ns["held_out_sources"] == ["c", "d"]
-    assert set(ns["normals_by_source"]) == {"c"} and ns["normals_by_source"]["c"]["n"] == 12
-    assert set(ns["covid_by_source"]) == {"d"} and ns["held_out_covid_sensitivity"]["n"] == 12
+    assert set(ns["normals_by_source"]) == {"c"}
+    assert ns["normals_by_source"]["c"]["n"] == 12
+    assert set(ns["covid_by_source"]) == {"d"}
+    assert ns["held_out_covid_sensitivity"]["n"] == 12
     assert ns["check_set"]["n"] == 7
     fold = out["linear_probe"]["loso"]["folds"]["FX"]
     assert ns["threshold"] == pytest.approx(fold["overall"]["threshold"])  # the fold's own default point
     # a random split has no held-out source: only the check set is measured
     rnd = out["linear_probe"]["random"]["folds"]["random"]["new_site"]
-    assert rnd["held_out_sources"] == [] and rnd["check_set"]["n"] == 7
+    assert rnd["held_out_sources"] == []
+    assert rnd["check_set"]["n"] == 7
     md = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "What a new site sees" in md and "| 1 | linear_probe |" in md
+    assert "What a new site sees" in md
+    assert "| 1 | linear_probe |" in md
     assert "jsrt (check set)" in md
 
 
@@ -126,7 +132,8 @@ def test_high_specificity_is_stricter_than_high_sensitivity_when_both_targets_me
     hs, sp = ops["high_sensitivity"], ops["high_specificity"]
     assert 0.95 <= hs.specificity < 0.975  # the situation of the bundled card (0.967)
     assert sp.threshold > hs.threshold
-    assert sp.specificity > hs.specificity and sp.specificity >= 0.95
+    assert sp.specificity > hs.specificity
+    assert sp.specificity >= 0.95
     assert "target rises" in sp.description
     # and with the usual overlap, high_specificity is simply specificity >= 0.95 with the best sensitivity
     p2 = np.r_[rng.beta(5, 2, 300), rng.beta(2, 5, 300)]
@@ -154,7 +161,8 @@ def test_card_carries_validation_scores_check_set_and_ordered_points(data, tmp_p
         assert sensitivity_at(vs, op["threshold"]) == pytest.approx(op["sensitivity"])
     assert ops["high_specificity"]["threshold"] >= ops["high_sensitivity"]["threshold"]
     table = card["metrics"]["validation_by_threshold"]
-    assert "0.50" in table and len(table["0.50"]["sensitivity_ci"]) == 2
+    assert "0.50" in table
+    assert len(table["0.50"]["sensitivity_ci"]) == 2
     chk = card["metrics"]["new_site"]["check_set"]
     assert chk["at_operating_points"]["high_sensitivity"]["n"] == 7
     assert "new_site" in (bundle / "MODEL_CARD.md").read_text()
