@@ -27,7 +27,7 @@ from .data import Dataset, patient_split
 from .metrics import evaluate_predictions, plot_roc
 from .newsite import fold_new_site, new_site_table, normals_by_source_table
 from .recipes import Recipe
-from .train import POSITIVE, TrainedModel, predict_dataset, train
+from .train import POSITIVE, NoTrainingSourceError, TrainedModel, predict_dataset, train
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +108,24 @@ def run_protocol(dataset: Dataset, recipe: Recipe, *, protocol: str, architectur
     pooled_y, pooled_p, pooled_pat = [], [], []
     for name, split in splits.items():
         t0 = time.monotonic()
-        model = train(dataset, recipe, split, architecture=architecture, weights=weights,
-                      cache_dir=cache_dir, seed=seed, show_progress=show_progress, input_size=input_size)
+        try:
+            model = train(dataset, recipe, split, architecture=architecture, weights=weights,
+                          cache_dir=cache_dir, seed=seed, show_progress=show_progress, input_size=input_size)
+        except NoTrainingSourceError as exc:
+            out.setdefault("skipped_folds", {})[name] = str(exc)
+            log.warning("%s %s skipped: %s", recipe.name, name, exc)
+            continue
         p = predict_dataset(model, dataset, np.array(split.test), cache_dir=cache_dir)
         res = summarize_test(model, dataset, split.test, p, n_boot=n_boot)
-        res["held_out"] = split.description
-        res["n_train"] = len(split.train)
+        res["held_out"] = model.split.description
+        res["n_train"] = len(model.split.train)
         res["seconds"] = round(time.monotonic() - t0, 1)
         res["temperature"] = model.temperature
         res["operating_points"] = [op.to_dict() for op in model.operating_points]
         check_scores = None
         if check is not None:
             check_scores = (predict_dataset(model, check, cache_dir=cache_dir), check.patients())
-        res["new_site"] = fold_new_site(dataset, split, p, res["overall"]["threshold"], check=check_scores,
+        res["new_site"] = fold_new_site(dataset, model.split, p, res["overall"]["threshold"], check=check_scores,
                                         n_boot=n_boot)
         out["folds"][name] = res
         y = dataset.labels(POSITIVE)[np.array(split.test)]
@@ -215,7 +220,7 @@ def compare(dataset: Dataset, recipes: Sequence[Recipe], *, out_dir: str | os.Pa
 
 def _write(out: Path, results: dict[str, Any], dataset: Dataset, architecture: str, weights: str | None,
            seed: int, n_boot: int) -> None:
-    order = ["linear_probe", "paper", "paper_aug", "ours_frozen", "ours", "ours_spatial"]
+    order = ["linear_probe", "paper", "paper_aug", "ours_frozen", "ours", "ours_spatial", "ours_mixed"]
     results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     (out / "comparison.json").write_text(json.dumps(results, indent=1, default=float))
     md = ["# Recipe comparison", "",

@@ -303,6 +303,26 @@ def patient_split(dataset: Dataset, *, val_fraction: float = 0.15, test_fraction
     return Split(tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test)), seed, desc)
 
 
+def mixed_sources(dataset: Dataset, index: Sequence[int], min_per_class: int) -> list[str]:
+    """Sources with at least ``min_per_class`` images of every class among ``index``: where the classes share
+    one collection and processing pipeline, so the source cannot tell the class."""
+    counts: Counter[tuple[str, str]] = Counter((dataset.records[i].source, dataset.records[i].label) for i in index)
+    sources = sorted({s for s, _ in counts})
+    return [s for s in sources if all(counts[(s, c)] >= min_per_class for c in dataset.class_names)]
+
+
+def restrict_split(dataset: Dataset, split: Split, sources: Sequence[str]) -> Split:
+    """``split`` with its train and validation parts restricted to ``sources`` (the test part unchanged:
+    images of the other sources are then new sites to the model)."""
+    keep = set(sources)
+
+    def sub(part: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(i for i in part if dataset.records[i].source in keep)
+
+    return Split(sub(split.train), sub(split.val), split.test, split.seed,
+                 split.description + f"; trained and validated on source(s) {sorted(keep)} only")
+
+
 def check_no_patient_overlap(dataset: Dataset, split: Split) -> None:
     parts = [set(dataset.records[i].patient_id for i in p) for p in (split.train, split.val, split.test)]
     if parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2]:

@@ -166,3 +166,27 @@ def test_card_carries_validation_scores_check_set_and_ordered_points(data, tmp_p
     chk = card["metrics"]["new_site"]["check_set"]
     assert chk["at_operating_points"]["high_sensitivity"]["n"] == 7
     assert "new_site" in (bundle / "MODEL_CARD.md").read_text()
+
+
+def test_mixed_source_recipe_trains_on_two_class_sources_and_measures_the_rest(data, monkeypatch,
+                                                                               tmp_path: Path) -> None:
+    from model_training.data import patient_split
+    from model_training.train import train
+
+    root, check_dir = data
+    ds = read_dataset(root)
+    recipe = LINEAR_PROBE.with_(name="mixed", mixed_sources_min=5)
+    model = train(ds, recipe, patient_split(ds, seed=0), weights=None, input_size=SIZE)
+    trained = {ds.records[i].source for i in (*model.split.train, *model.split.val)}
+    assert trained == {"a", "b"}  # c (normals only) and d (covid only) cannot teach the class by source
+    assert {ds.records[i].source for i in model.split.test} == {"a", "b", "c", "d"}
+    monkeypatch.setattr(C, "LOSO_FOLDS", {"FX": ("a", "b"), "FY": ("c", "d")})
+    monkeypatch.setattr(C, "TRAIN_ONLY_FOLD", ("F4", "no-such-source"))
+    out = C.compare(ds, [recipe], out_dir=tmp_path / "cmp", weights=None, protocols=["random", "loso"],
+                    n_boot=10, input_size=SIZE, check=N.read_check_set(check_dir))
+    rnd = out["mixed"]["random"]["folds"]["random"]["new_site"]
+    assert rnd["trained_on"] == ["a", "b"]
+    assert rnd["held_out_sources"] == ["c", "d"]  # test films of c and d are new sites to this model
+    loso = out["mixed"]["loso"]
+    assert "FX" in loso["skipped_folds"]  # without a and b nothing is left to train on
+    assert loso["folds"]["FY"]["new_site"]["held_out_sources"] == ["c", "d"]
