@@ -233,7 +233,7 @@ def _write(out: Path, results: dict[str, Any], dataset: Dataset, architecture: s
           "trained on (the check set). Default point = the validation-chosen high-sensitivity threshold of "
           "each fold's own model. Criterion: share of held-out normals above the threshold at which the "
           "held-out COVID-19 films have sensitivity 0.95, mean over the LOSO folds with >= 50 held-out "
-          "normals (F1, F2, F4); ties broken by random-split AUROC. JSRT is reported, never used to select. Recipes without these figures were not re-run since they were "
+          "normals that every ranked recipe has (a recipe may skip a fold); ties broken by random-split AUROC. JSRT is reported, never used to select. Recipes without these figures were not re-run since they were "
           "added.", "", new_site_table(results),
           "", "## AUROC (and random-split accuracy) with 95% CIs; LOSO columns are AUROC", "", comparison_table(results),
           "", "## Normals of every new site: mean p(covid) and share called COVID-19 (95% CIs)", "",

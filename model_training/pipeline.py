@@ -115,6 +115,29 @@ LIMITATIONS = [
 ]
 
 
+def new_site_limitations(model: TrainedModel, dataset: Dataset, figures: dict[str, Any],
+                         loso: dict[str, Any] | None) -> list[str]:
+    """The card's plain statement of what a new site should expect (from the check set and LOSO)."""
+    out = []
+    if model.recipe.mixed_sources_min:
+        srcs = sorted({dataset.records[i].source for i in (*model.split.train, *model.split.val)})
+        out.append(f"Trained and validated only on {', '.join(srcs)} (the source(s) holding both classes), so "
+                   "that where a film comes from cannot tell its class; every other collection is new to it.")
+    chk = (figures.get("check_set") or {}).get("at_operating_points", {}).get(DEFAULT_OPERATING_POINT)
+    if chk:
+        lo, hi = chk["called_covid_ci"]
+        out.append(f"At a hospital it has never seen, expect about {100 * chk['called_covid']:.0f}% of normal films "
+                   f"to be called COVID-19 at the default point (measured on {chk['n']} normal films of Japanese "
+                   f"hospitals, JSRT, never trained on: 95% CI {100 * lo:.0f}-{100 * hi:.0f}%), not the "
+                   "validation figure; calibrate the threshold on local normal films (cxr-screener calibrate).")
+    summ = (loso or {}).get("new_site_summary") or {}
+    if np.isfinite(summ.get("loso_sensitivity_min", np.nan)):
+        out.append(f"Sensitivity at the default point on COVID-19 films of sources held out of training: "
+                   f"{summ['loso_sensitivity_min']:.2f}-{summ['loso_sensitivity_max']:.2f} over the "
+                   "leave-one-source-out folds (pooled held-out COVID-19 films of each fold).")
+    return out
+
+
 def model_card_extra(model: TrainedModel, dataset: Dataset, info_results: dict[str, Any],
                      loso: dict[str, Any] | None = None, figures: dict[str, Any] | None = None) -> dict[str, Any]:
     ev = info_results.get("evaluation", {})
@@ -144,7 +167,7 @@ def model_card_extra(model: TrainedModel, dataset: Dataset, info_results: dict[s
                    "best_epoch_val_auroc": max((h.get("val_auroc", float("nan")) for h in model.history),
                                                default=None)},
         "audit": info_results.get("audit", {}),
-        "limitations": LIMITATIONS,
+        "limitations": LIMITATIONS + new_site_limitations(model, dataset, figures, loso),
         "train_seconds": info_results.get("train_seconds"),
         **({"validation_scores": figures["validation_scores"]} if figures.get("validation_scores") else {}),
     }
@@ -202,7 +225,7 @@ def export_run(run_dir: str | os.PathLike[str], dataset: Dataset, out_dir: str |
         info["results"]["evaluation"] = evaluate_model(model, dataset, cache_dir=cache_dir, n_boot=n_boot)
     full = model.full_model()
     idx = np.asarray((model.split.val or model.split.train)[:8])
-    check = model_inputs_from_cache(load_images(dataset.subset(idx), model.spec, None), model.spec)
+    check_inputs = model_inputs_from_cache(load_images(dataset.subset(idx), model.spec, None), model.spec)
     extra = model_card_extra(model, dataset, info["results"], loso, figures)
     if extra["default_operating_point"] is None:
         extra.pop("default_operating_point")
@@ -210,7 +233,7 @@ def export_run(run_dir: str | os.PathLike[str], dataset: Dataset, out_dir: str |
     return export_bundle(full, out_dir, name=name, version=version, architecture=model.architecture,
                          backbone_init=describe_backbone(model), preprocess=model.spec, class_names=("covid", "normal"),
                          positive_class=POSITIVE, gradcam_layer=model.layer, temperature=model.temperature,
-                         card_extra=extra, default=default, overwrite=overwrite, check_inputs=check)
+                         card_extra=extra, default=default, overwrite=overwrite, check_inputs=check_inputs)
 
 
 def evaluate_bundle(bundle_dir: str | os.PathLike[str], dataset: Dataset, *,
