@@ -97,7 +97,7 @@ OURS_MIXED = OURS_SPATIAL.with_(name="ours_mixed", mixed_sources_min=100)
 
 RECIPES = {r.name: r for r in (PAPER, PAPER_AUG, LINEAR_PROBE, OURS_FROZEN, OURS, OURS_SPATIAL, OURS_MIXED)}
 #: The recipe of the bundled default model (the CLI's default).
-BUNDLED = OURS_SPATIAL.name
+BUNDLED = OURS_MIXED.name
 
 
 def get_recipe(name: str) -> Recipe:
