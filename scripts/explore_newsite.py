@@ -9,7 +9,9 @@ docs/results/newsite_exploration.json and a markdown table on stdout.
 
     .venv/bin/python scripts/explore_newsite.py [--variants probe,probe_srcbal,region3] [--c 1e-4,1e-3,...]
         [--harmonize N]
-    .venv/bin/python scripts/explore_newsite.py --recipe NAME BASE [field=value ...]   # Keras heads, run_protocol
+    .venv/bin/python scripts/explore_newsite.py --recipe NAME BASE [field=value ...] [--folds F2,F4]
+                                                   # a Keras recipe variant through run_protocol, e.g.
+    .venv/bin/python scripts/explore_newsite.py --recipe mixed_h112 ours_mixed harmonize=112 --folds F2,F4
 
 Variants: ``probe`` = logistic regression on global-average-pooled features (standardised, class
 weights); ``probe_srcbal`` = the same with source- and class-balanced weights; ``region3`` = average
@@ -72,6 +74,7 @@ def main() -> None:  # noqa: C901
     ap.add_argument("--out", default="docs/results/newsite_exploration.json")
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--harmonize", type=int, default=0, help="PreprocessSpec.harmonize of the features")
+    ap.add_argument("--folds", default=None, help="with --recipe: only these LOSO folds (e.g. F2,F4)")
     ap.add_argument("--recipe", nargs="+", default=None, metavar="NAME BASE field=value",
                     help="a Keras recipe variant through run_protocol (random split and every LOSO fold)")
     args = ap.parse_args()
@@ -130,7 +133,7 @@ def run_recipe(ds, check, args) -> None:
     folds = {}
     for proto in ("random", "loso"):
         res = run_protocol(ds, rec, protocol=proto, weights=W, cache_dir="runs/cache", n_boot=args.n_boot,
-                           check=check)
+                           check=check, folds=args.folds.split(",") if args.folds and proto == "loso" else None)
         for fold, r in res["folds"].items():
             folds[fold] = {"new_site": r["new_site"], "val_auroc": float("nan"),
                            "test_auroc": r["overall"]["auroc"], "pa_auroc": r.get("pa_only", {}).get("auroc"),
