@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .data import Dataset
 from .recipes import BUNDLED, RECIPES, get_recipe
 
 DEFAULT_CACHE = "runs/cache"
@@ -33,7 +34,7 @@ def _add_backbone(p: argparse.ArgumentParser) -> None:
                    help="imagenet: Keras' download (default); none: random (tests only)")
 
 
-def _check_set(args: argparse.Namespace) -> object | None:
+def _check_set(args: argparse.Namespace) -> Dataset | None:
     """The check set of ``--check-normals`` (or the shared JSRT normals next to the data), or None."""
     from .newsite import default_check_dir, read_check_set
 
