@@ -171,7 +171,7 @@ def row(name: str, r: dict) -> str:
             f"{' / '.join(pct(g(k, 'held_out_normals', 'called_covid')) for k in ('F1', 'F2', 'F4'))} | "
             f"{' / '.join(num(g(k, 'held_out_covid_sensitivity', 'sensitivity')) for k in ('F1', 'F2', 'F4'))} | "
             f"{num(f['random']['val_auroc'])} | {num(f['random']['test_auroc'])} | "
-            f"{' / '.join(num(f[k]['test_auroc']) for k in ('F1', 'F2', 'F4'))} |")
+            f"{' / '.join(num(f.get(k, {}).get('test_auroc', float('nan'))) for k in ('F1', 'F2', 'F4'))} |")
 
 
 def num(v: float) -> str:
