@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .data import Dataset
 from .recipes import BUNDLED, RECIPES, get_recipe
 
 DEFAULT_CACHE = "runs/cache"
@@ -19,6 +20,9 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", default=None, help="manifest TSV/CSV (default: DATA/MANIFEST.tsv if present)")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="decoded-image and feature cache (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--check-normals", default=None, metavar="DIR",
+                   help="normal films of a site never trained on, for the new-site figures (default: "
+                        "DATA/../jsrt/normal when it exists; 'none' to skip)")
 
 
 def _add_backbone(p: argparse.ArgumentParser) -> None:
@@ -28,6 +32,16 @@ def _add_backbone(p: argparse.ArgumentParser) -> None:
                    help="local backbone weights: Keras .h5 or .npz of <layer>/<weight> arrays")
     g.add_argument("--weights", dest="weights_kind", choices=("imagenet", "none"), default="imagenet",
                    help="imagenet: Keras' download (default); none: random (tests only)")
+
+
+def _check_set(args: argparse.Namespace) -> Dataset | None:
+    """The check set of ``--check-normals`` (or the shared JSRT normals next to the data), or None."""
+    from .newsite import default_check_dir, read_check_set
+
+    if args.check_normals == "none":
+        return None
+    folder = args.check_normals or default_check_dir(args.data)
+    return read_check_set(folder) if folder else None
 
 
 def _weights(args: argparse.Namespace) -> str | None:
@@ -95,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="linear probe vs paper vs ours: random split and leave-one-source-out")
     _add_data(c)
     _add_backbone(c)
-    c.add_argument("--recipes", default=f"linear_probe,paper,paper_aug,ours_frozen,ours,{BUNDLED}")
+    c.add_argument("--recipes", default="linear_probe,paper,paper_aug,ours_frozen,ours,ours_spatial,ours_mixed")
     c.add_argument("--out", required=True)
     c.add_argument("--n-boot", type=int, default=1000)
     c.add_argument("--protocols", default="random,loso", help="random and/or loso (default %(default)s)")
@@ -145,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loso = _loso_summary(json.loads(Path(args.loso).read_text()), recipe)
             out = export_run(args.run, dataset, args.out, name=args.name, version=args.version,
                              default=args.default, overwrite=args.overwrite, weights=args.base_weights,
-                             loso=loso, cache_dir=args.cache_dir)
+                             loso=loso, cache_dir=args.cache_dir, check=_check_set(args))
             if args.sign_key:
                 from .sign import sign as sign_bundle
 
@@ -159,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             compare(dataset, recipes, out_dir=args.out, architecture=args.arch, weights=_weights(args),
                     cache_dir=args.cache_dir, seed=args.seed, n_boot=args.n_boot, show_progress=True,
                     protocols=[p.strip() for p in args.protocols.split(",") if p.strip()],
-                    folds=args.folds.split(",") if args.folds else None)
+                    folds=args.folds.split(",") if args.folds else None, check=_check_set(args))
             _say((Path(args.out) / "comparison.md").read_text())
             return 0
     except (CXRError, ValueError, FileExistsError) as exc:
@@ -179,8 +193,14 @@ def _loso_summary(comparison: dict, recipe: str) -> dict:
         out[fold] = {"held_out": res["held_out"], "overall": {k: v for k, v in res["overall"].items()
                                                              if k != "confusion"},
                      "pa_only": res.get("pa_only"), "by_source": res["by_source"]}
+        if res.get("new_site"):
+            out[fold]["new_site"] = res["new_site"]
     if "pooled_F1_F3" in r:
         out["pooled_F1_F3"] = r["pooled_F1_F3"]
+    if any(v.get("new_site") for v in out.values() if isinstance(v, dict)):
+        from .newsite import summarize_recipe
+
+        out["new_site_summary"] = summarize_recipe(r.get("folds", {}))
     return out
 
 
@@ -206,7 +226,8 @@ def _train(args: argparse.Namespace, dataset: object) -> int:
     _say(json.dumps({"run": args.out, "train_seconds": results["train_seconds"], **summary}, indent=1))
     if args.export:
         out = export_run(args.out, dataset, args.export, name=args.name or Path(args.export).name,  # type: ignore[arg-type]
-                         default=args.default, overwrite=args.overwrite, weights=weights, cache_dir=args.cache_dir)
+                         default=args.default, overwrite=args.overwrite, weights=weights, cache_dir=args.cache_dir,
+                         check=_check_set(args))
         _say(str(out))
     return 0
 

@@ -156,7 +156,10 @@ def read_dataset(root: str | os.PathLike[str], manifest: str | os.PathLike[str] 
 
 
 def _size_spec(spec: PreprocessSpec) -> dict[str, object]:
-    return {"h": spec.height, "w": spec.width, "resize": spec.resize, "crop": spec.crop}
+    key: dict[str, object] = {"h": spec.height, "w": spec.width, "resize": spec.resize, "crop": spec.crop}
+    if spec.harmonize:  # only when set: the keys of existing caches stay valid
+        key["harmonize"] = spec.harmonize
+    return key
 
 
 def _file_sha(record: Record) -> str:
@@ -298,6 +301,26 @@ def patient_split(dataset: Dataset, *, val_fraction: float = 0.15, test_fraction
             + (f"test = held-out source(s) {sorted(held)}; val {val_fraction:.0%} of the rest"
                if held else f"val {val_fraction:.0%}, test {test_fraction:.0%}"))
     return Split(tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test)), seed, desc)
+
+
+def mixed_sources(dataset: Dataset, index: Sequence[int], min_per_class: int) -> list[str]:
+    """Sources with at least ``min_per_class`` images of every class among ``index``: where the classes share
+    one collection and processing pipeline, so the source cannot tell the class."""
+    counts: Counter[tuple[str, str]] = Counter((dataset.records[i].source, dataset.records[i].label) for i in index)
+    sources = sorted({s for s, _ in counts})
+    return [s for s in sources if all(counts[(s, c)] >= min_per_class for c in dataset.class_names)]
+
+
+def restrict_split(dataset: Dataset, split: Split, sources: Sequence[str]) -> Split:
+    """``split`` with its train and validation parts restricted to ``sources`` (the test part unchanged:
+    images of the other sources are then new sites to the model)."""
+    keep = set(sources)
+
+    def sub(part: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(i for i in part if dataset.records[i].source in keep)
+
+    return Split(sub(split.train), sub(split.val), split.test, split.seed,
+                 split.description + f"; trained and validated on source(s) {sorted(keep)} only")
 
 
 def check_no_patient_overlap(dataset: Dataset, split: Split) -> None:

@@ -171,10 +171,26 @@ class OperatingPoint:
         return d
 
 
+#: Specificity targets of ``high_specificity``, tried in turn until one is above the high-sensitivity point's.
+SPECIFICITY_STEPS = (0.975, 0.99, 1.0)
+
+
+def high_specificity_target(spec_at_high_sensitivity: float, target: float = 0.95) -> float:
+    """The specificity ``high_specificity`` must reach on validation: ``target``, unless the high-sensitivity
+    point already reaches it; then the first of :data:`SPECIFICITY_STEPS` above that point's specificity (so
+    the two points differ as their names promise: the more specific one has the higher threshold).
+    Above 1.0 when the high-sensitivity point already has specificity 1.0."""
+    for t in (target, *SPECIFICITY_STEPS):
+        if t > spec_at_high_sensitivity:
+            return float(t)
+    return 1.0 + 1e-9
+
+
 def choose_operating_points(y: np.ndarray, p: np.ndarray, patients: Sequence[str] | np.ndarray, *,
                             target: float = 0.95, n_boot: int = N_BOOT) -> list[OperatingPoint]:
     """Balanced (max Youden J), high-sensitivity (sens >= target, best spec) and high-specificity
-    (spec >= target, best sens) thresholds chosen on validation predictions, with patient-bootstrap CIs
+    (spec >= target, best sens; a stricter target when the high-sensitivity point already meets it, see
+    :func:`high_specificity_target`) thresholds chosen on validation predictions, with patient-bootstrap CIs
     of sensitivity and specificity at each threshold (on the same validation data)."""
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=np.float64)
@@ -198,10 +214,20 @@ def choose_operating_points(y: np.ndarray, p: np.ndarray, patients: Sequence[str
         return int(top[np.argmax(second[top])])
 
     i_sens = best(np.where(sens >= target)[0], spec, sens, 0)
-    i_spec = best(np.where(spec >= target)[0], sens, spec, len(cand) - 1)
+    spec_target = high_specificity_target(float(spec[i_sens]), target)
+    if spec_target <= 1.0:
+        i_spec = best(np.where(spec >= spec_target)[0], sens, spec, len(cand) - 1)
+    else:  # validation separates perfectly at the high-sensitivity point: the top of its tie range
+        ties = np.where((spec == spec[i_sens]) & (sens == sens[i_sens]))[0]
+        i_spec = int(ties.max())
+        spec_target = 1.0
+    spec_desc = f"specificity >= {spec_target:.3g} on validation, best sensitivity"
+    if spec_target > target:
+        spec_desc += (f" (the target rises from {target:.2f} because the high-sensitivity point already has "
+                      f"specificity {spec[i_sens]:.3f} on validation)")
     specs = [("balanced", i_bal, "maximises sensitivity + specificity on validation"),
              ("high_sensitivity", i_sens, f"sensitivity >= {target:.2f} on validation, best specificity"),
-             ("high_specificity", i_spec, f"specificity >= {target:.2f} on validation, best sensitivity")]
+             ("high_specificity", i_spec, spec_desc)]
     out = []
     for name, i, desc in specs:
         thr = midpoint(i)

@@ -115,12 +115,42 @@ LIMITATIONS = [
 ]
 
 
+def new_site_limitations(model: TrainedModel, dataset: Dataset, figures: dict[str, Any],
+                         loso: dict[str, Any] | None) -> list[str]:
+    """The card's plain statement of what a new site should expect (from the check set and LOSO)."""
+    out = []
+    if model.recipe.mixed_sources_min:
+        srcs = sorted({dataset.records[i].source for i in (*model.split.train, *model.split.val)})
+        out.append(f"Trained and validated only on {', '.join(srcs)} (the source(s) holding both classes), so "
+                   "that where a film comes from cannot tell its class; every other collection is new to it.")
+    chk = (figures.get("check_set") or {}).get("at_operating_points", {}).get(DEFAULT_OPERATING_POINT)
+    if chk:
+        lo, hi = chk["called_covid_ci"]
+        out.append(f"At a hospital it has never seen, expect about {100 * chk['called_covid']:.0f}% of normal films "
+                   f"to be called COVID-19 at the default point (measured on {chk['n']} normal films of Japanese "
+                   f"hospitals, JSRT, never trained on: 95% CI {100 * lo:.0f}-{100 * hi:.0f}%), not the "
+                   "validation figure; calibrate the threshold on local normal films (cxr-screener calibrate).")
+    summ = (loso or {}).get("new_site_summary") or {}
+    if np.isfinite(summ.get("loso_sensitivity_min", np.nan)):
+        out.append(f"Sensitivity at the default point on COVID-19 films of sources held out of training: "
+                   f"{summ['loso_sensitivity_min']:.2f}-{summ['loso_sensitivity_max']:.2f} over the "
+                   "leave-one-source-out folds (pooled held-out COVID-19 films of each fold).")
+    return out
+
+
 def model_card_extra(model: TrainedModel, dataset: Dataset, info_results: dict[str, Any],
-                     loso: dict[str, Any] | None = None) -> dict[str, Any]:
+                     loso: dict[str, Any] | None = None, figures: dict[str, Any] | None = None) -> dict[str, Any]:
     ev = info_results.get("evaluation", {})
     metrics: dict[str, Any] = {k: v for k, v in ev.items()}
     if loso:
         metrics["leave_one_source_out"] = loso
+    figures = figures or {}
+    new_site = {k: v for k, v in (("check_set", figures.get("check_set")),
+                                  ("leave_one_source_out", (loso or {}).get("new_site_summary"))) if v}
+    if new_site:
+        metrics["new_site"] = new_site
+    if figures.get("validation_by_threshold"):
+        metrics["validation_by_threshold"] = figures["validation_by_threshold"]
     split_files = model.split.to_dict(dataset)
     return {
         "operating_points": [op.to_dict() for op in model.operating_points],
@@ -137,8 +167,9 @@ def model_card_extra(model: TrainedModel, dataset: Dataset, info_results: dict[s
                    "best_epoch_val_auroc": max((h.get("val_auroc", float("nan")) for h in model.history),
                                                default=None)},
         "audit": info_results.get("audit", {}),
-        "limitations": LIMITATIONS,
+        "limitations": LIMITATIONS + new_site_limitations(model, dataset, figures, loso),
         "train_seconds": info_results.get("train_seconds"),
+        **({"validation_scores": figures["validation_scores"]} if figures.get("validation_scores") else {}),
     }
 
 
@@ -176,23 +207,33 @@ def _layers_up_to(model: TrainedModel) -> set[str]:
 def export_run(run_dir: str | os.PathLike[str], dataset: Dataset, out_dir: str | os.PathLike[str], *,
                name: str, version: str = "1.0", default: bool = False, overwrite: bool = False,
                weights: str | None = None, loso: dict[str, Any] | None = None,
-               cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Export a saved run as a model bundle (ONNX + head + card) with the complete card."""
+               cache_dir: str | os.PathLike[str] | None = None, check: Dataset | None = None,
+               n_boot: int = 1000) -> Path:
+    """Export a saved run as a model bundle (ONNX + head + card) with the complete card: the operating
+    points re-chosen on validation with the current rule (and the evaluation redone at them when they
+    moved), the validation scores, sensitivity by threshold, and the figures on ``check`` (normals of a
+    site never trained on)."""
+    from .card_figures import card_figures
     from .data import load_images, model_inputs_from_cache
     from .export import export_bundle
 
     model, info = load_run(run_dir, weights=weights)
+    before = [(op.name, op.threshold) for op in model.operating_points]
+    figures = card_figures(model, dataset, check=check, cache_dir=cache_dir, n_boot=n_boot)
+    if [(op.name, op.threshold) for op in model.operating_points] != before:
+        log.info("operating points re-chosen on validation: %s", model.operating_points)
+        info["results"]["evaluation"] = evaluate_model(model, dataset, cache_dir=cache_dir, n_boot=n_boot)
     full = model.full_model()
     idx = np.asarray((model.split.val or model.split.train)[:8])
-    check = model_inputs_from_cache(load_images(dataset.subset(idx), model.spec, None), model.spec)
-    extra = model_card_extra(model, dataset, info["results"], loso)
+    check_inputs = model_inputs_from_cache(load_images(dataset.subset(idx), model.spec, None), model.spec)
+    extra = model_card_extra(model, dataset, info["results"], loso, figures)
     if extra["default_operating_point"] is None:
         extra.pop("default_operating_point")
     extra["backbone_weights_sha256"] = model.init.sha256
     return export_bundle(full, out_dir, name=name, version=version, architecture=model.architecture,
                          backbone_init=describe_backbone(model), preprocess=model.spec, class_names=("covid", "normal"),
                          positive_class=POSITIVE, gradcam_layer=model.layer, temperature=model.temperature,
-                         card_extra=extra, default=default, overwrite=overwrite, check_inputs=check)
+                         card_extra=extra, default=default, overwrite=overwrite, check_inputs=check_inputs)
 
 
 def evaluate_bundle(bundle_dir: str | os.PathLike[str], dataset: Dataset, *,

@@ -20,7 +20,7 @@ import numpy as np
 from desktop.core.preprocess import PreprocessSpec
 
 from .backbones import BackboneInit, build_base, default_cut, finetune_plan
-from .data import Dataset, Split, check_no_patient_overlap
+from .data import Dataset, Split, check_no_patient_overlap, mixed_sources, restrict_split
 from .features import dataset_features
 from .heads import apply_head, copy_weights_by_name, needs_pre_pool
 from .metrics import OperatingPoint, auroc, choose_operating_points, fit_temperature
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 CLASS_NAMES = ("covid", "normal")
 POSITIVE = "covid"
 MIN_STRATUM = 100  # source balancing: strata smaller than this are weighted as if this big
+
+
+class NoTrainingSourceError(ValueError):
+    """The recipe's source rule leaves nothing to train on in this split (e.g. a LOSO fold)."""
 
 
 @dataclass
@@ -315,8 +319,16 @@ def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str =
           weights: str | None = "imagenet", layer: str | None = None, input_size: int = 224,
           cache_dir: str | os.PathLike[str] | None = None, seed: int = 0,
           show_progress: bool = False) -> TrainedModel:
-    """Train ``recipe`` on ``split.train`` (validation: ``split.val``)."""
+    """Train ``recipe`` on ``split.train`` (validation: ``split.val``; both restricted to the recipe's mixed
+    sources when it sets ``mixed_sources_min``: the model's ``split`` is then the restricted one)."""
     check_no_patient_overlap(dataset, split)
+    if recipe.mixed_sources_min:
+        keep = mixed_sources(dataset, split.train, recipe.mixed_sources_min)
+        if not keep:
+            raise NoTrainingSourceError(
+                f"recipe {recipe.name!r} trains only on sources with >= {recipe.mixed_sources_min} training "
+                f"images of each class, and this split has none")
+        split = restrict_split(dataset, split, keep)
     if not split.train:
         raise ValueError("the training split is empty")
     spec = recipe.preprocess(architecture, input_size)

@@ -46,6 +46,9 @@ class PreprocessSpec:
     mask_border: float = 0.0
     #: ...and the corner squares of this fraction of each side: where text, markers and collimator edges are.
     mask_corner: float = 0.0
+    #: Resolution harmonisation: every film is reduced to this size (bilinear, antialiased) and brought back
+    #: to the model size, so all sources share the weakest source's sharpness (0: off).
+    harmonize: int = 0
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
@@ -62,12 +65,17 @@ class PreprocessSpec:
             raise ValueError(f"input size too small. Received: {self.height}x{self.width}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3. Received: channels={self.channels!r}")
+        if self.harmonize and not 16 <= self.harmonize <= min(self.height, self.width):
+            raise ValueError(f"harmonize must be 0 or 16..{min(self.height, self.width)}. Received: {self.harmonize!r}")
         for name in ("mask_border", "mask_corner"):
             if not 0.0 <= getattr(self, name) < 0.4:
                 raise ValueError(f"{name} must be in [0, 0.4). Received: {name}={getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["harmonize"]:  # off: the dict (cards, cache keys) stays as before the option existed
+            del d["harmonize"]
+        return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessSpec:
@@ -79,7 +87,8 @@ class PreprocessSpec:
 
 
 def display_to_size(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Crop and resize display pixels (float [0, 1], HxW) to the spec's size, float32 [0, 1]."""
+    """Crop and resize display pixels (float [0, 1], HxW) to the spec's size, float32 [0, 1] (through the
+    spec's ``harmonize`` size first when it has one)."""
     img = np.asarray(pixels, dtype=np.float32)
     if img.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image. Received shape {img.shape}")
@@ -87,7 +96,10 @@ def display_to_size(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         h, w = img.shape
         dy, dx = int(round(h * spec.crop)), int(round(w * spec.crop))
         img = img[dy : h - dy, dx : w - dx]
-    return _resize(img, spec.height, spec.width, spec.resize)
+    img = _resize(img, spec.height, spec.width, spec.resize)
+    if spec.harmonize:
+        img = _resize_f(_resize_f(img, spec.harmonize, spec.harmonize), spec.width, spec.height)
+    return img
 
 
 def _resize(img: np.ndarray, height: int, width: int, mode: str) -> np.ndarray:
