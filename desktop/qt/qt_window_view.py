@@ -114,6 +114,11 @@ class QtWindowView(QMainWindow):
         except Exception as exc:
             self.errors.handle(exc, "Drawing the heatmap")
             self.view.clear_heatmap()
+            return
+        # on the fixed scale only strong influence is drawn (a negative's map is mostly not drawn at all);
+        # how much of it lies in the lung fields, with a warning when most lies outside
+        lung_text, warn = analysis.lung_note()
+        self.panel.set_heatmap_note(("Warning: " if warn else "") + lung_text)
 
     def _show_current_heatmap(self) -> None:
         analysis = self.session.analysis()
