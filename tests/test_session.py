@@ -343,3 +343,25 @@ def test_the_desktop_work_runs_as_plain_generators_without_qt(tmp_path: Path) ->
     assert ignored == ["README.txt"]
     assert progress.snapshot().finished
     assert cache.get(bundle) is cache.get(bundle)  # one predictor per bundle
+
+
+def test_a_finished_scan_offers_no_resume_after_a_restart(tmp_path: Path) -> None:
+    folder = tmp_path / "films"
+    folder.mkdir()
+    results = tmp_path / "out" / "results.csv"
+    results.parent.mkdir()
+    results.write_text("path\n", encoding="utf-8")
+    first = FolderScan(folder, results)
+    first.load_saved()
+    assert first.can_resume()  # saved rows, not known to be finished
+    first.mark_finished()
+    again = FolderScan(folder, results)  # the window opened again
+    again.load_saved()
+    assert not again.can_resume()
+    import os
+    import time
+
+    later = time.time_ns() + 10**9
+    os.utime(results, ns=(later, later))  # a later scan appended rows: resumable again
+    again.load_saved()
+    assert again.can_resume()

@@ -277,7 +277,29 @@ class FolderScan:
         rows = load_saved(self.folder, self.results_csv)
         self.rows = {}
         self.add(rows)
+        self.finished = self._finished_marked()
         return rows
+
+    @property
+    def _marker(self) -> Path:
+        return self.results_csv.with_name("." + self.results_csv.name + ".finished")  # hidden: scans skip it
+
+    def mark_finished(self) -> None:
+        """The scan ran to the end: nothing to resume, also after the window is closed and opened again."""
+        from .fileio import atomic_write_text
+
+        self.finished = True
+        try:
+            atomic_write_text(self._marker, "the scan of this folder ran to the end\n", overwrite=True)
+        except Exception as exc:  # the marker only spares a needless Resume: never fail the scan for it
+            log.warning("%s: not written (%s)", self._marker, exc)
+
+    def _finished_marked(self) -> bool:
+        """A marker newer than the results file (a later scan appended rows after it: not finished)."""
+        try:
+            return self._marker.stat().st_mtime_ns >= self.results_csv.stat().st_mtime_ns
+        except OSError:
+            return False
 
     def add(self, results: Iterable[ScanResult]) -> None:
         for r in results:

@@ -393,7 +393,7 @@ class QtBatchWidget(QWidget):
         if state is None:
             return
         if not state.cancelled:
-            state.finished = True  # nothing left to resume
+            state.mark_finished()  # nothing left to resume (remembered beside the results)
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, max(n, 1))
             self.progress.setValue(self.progress.maximum())
