@@ -49,6 +49,7 @@ from desktop.core.imaging import Window, XRay
 from .qt_errors import QtErrorHandler
 from .qt_image_view import rgb_to_qimage
 from .qt_settings import AppSettings
+from .qt_dicom_results import add_dicom_results_option
 from .qt_workers import QtWorker, create_worker
 
 log = logging.getLogger(__name__)
@@ -339,6 +340,7 @@ class QtReportDialog(QDialog):
         cf.addRow("", self.attach_original)
         cf.addRow("", self.full_page_film)
         cf.addRow("", self.heatmap_below)
+        add_dicom_results_option(self, cf)  # qt_dicom_results: SC + SR into the film's study, after saving
 
         summary = QLabel(
             f"<b>Result in this report:</b> p(COVID-19) {100 * prediction.p_covid:.1f}%, "
