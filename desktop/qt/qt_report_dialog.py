@@ -46,10 +46,10 @@ from PySide6.QtWidgets import (
 
 from desktop.core.imaging import Window, XRay
 
+from .qt_dicom_results import add_dicom_results_option
 from .qt_errors import QtErrorHandler
 from .qt_image_view import rgb_to_qimage
 from .qt_settings import AppSettings
-from .qt_dicom_results import add_dicom_results_option
 from .qt_workers import QtWorker, create_worker
 
 log = logging.getLogger(__name__)
