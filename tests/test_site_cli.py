@@ -154,3 +154,23 @@ def test_scan_rejects_with_code_and_names_the_site(tmp_path: Path, model_name: s
                       "--no-progress", "--workers", "0", "--resume")
     assert resumed.returncode == 1, resumed.stderr  # the broken file still fails
     assert "1 more file(s) failed in earlier runs" in resumed.stderr or "1 failed" in resumed.stderr
+
+
+def test_report_states_what_its_figures_rest_on(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    """Without a profile the PDF quotes the validation figures as such and warns about new sites;
+    with one, the site's own figures."""
+    from tests.report_helpers import flat, pdf_text
+
+    film = str(sample_images()[0])
+    plain = tmp_path / "plain.pdf"
+    assert run_cli("report", film, "-o", str(plain), "--model", model_name).returncode == 0
+    text = flat(pdf_text(plain))
+    assert "Measured on the training sources" in text
+    assert "Calibrate for this site" in text
+    folder = _normals(tmp_path / "normals", 31)
+    assert run_cli("calibrate", "--site", "Clinic South", "--normals", str(folder), "--model", model_name).returncode == 0
+    sited = tmp_path / "site.pdf"
+    assert run_cli("report", film, "-o", str(sited), "--model", model_name, "--site", "Clinic South").returncode == 0
+    text = flat(pdf_text(sited))
+    assert "Threshold set for this site: site 'Clinic South', 31 local normal films" in text
+    assert "Measured on the training sources" not in text

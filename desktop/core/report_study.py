@@ -173,8 +173,11 @@ def result_section(ctx: Ctx, prediction: Any, info: ReportInfo, *, compact: bool
         lines.append(rich(
             f"At this threshold (model card, validation data): <b>sensitivity {esc(sens)}</b>, "
             f"<b>specificity {esc(spec)}</b>.", st.small))
-    else:
+    elif not str(op_name or "").startswith("site:"):
         lines.append(para("The model card gives no sensitivity/specificity for this threshold.", st.small))
+    claims = claims_for(ctx.bundle, op_name)
+    if claims:
+        lines.append(para(claims, st.small))
     if info.prevalence is not None or not compact:
         lines.append(para(prevalence_sentence(op, info.prevalence), st.small))
     lines.append(Spacer(1, 1.5 * mm))
@@ -190,6 +193,22 @@ def result_section(ctx: Ctx, prediction: Any, info: ReportInfo, *, compact: bool
         ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
     ]))
     return [para("Result", st.h2), box]
+
+
+def claims_for(bundle: Any, op_name: str | None) -> str | None:
+    """What the figures rest on (``desktop.core.site.claims_text``): the site's own figures with a site
+    profile's threshold (``site:<name>``), else the validation figures *and* what a new site sees."""
+    from .site import claims_text, load_profile
+
+    if getattr(bundle, "path", None) is None or not hasattr(getattr(bundle, "card", None), "operating_point"):
+        return None  # not a loaded bundle (a stand-in): nothing to quote
+    try:
+        name = str(op_name or "")
+        profile = load_profile(name[len("site:"):], bundle) if name.startswith("site:") else None
+        return claims_text(bundle, profile)
+    except Exception as exc:  # the claims are context: never fail a report for them
+        log.warning("no performance claims in the report (%s)", exc)
+        return None
 
 
 def probabilities_row(prediction: Any) -> tuple[str, str]:
