@@ -150,8 +150,12 @@ def test_claims_text_without_and_with_profile(bundle: Any) -> None:
     assert "Measured on the training sources" in text
     assert "leave-one-source-out" in text  # the new-site false-positive rate, from the card
     assert "Calibrate for this site" in text
+    # the card's own check-set figure (model 4.0 carries it) wins over the stats file's
     stats = SimpleNamespace(figures={"new_site": {"n": 93, "called_covid": 0.5}}, arrays={})
-    assert "50% of 93 normal films of a hospital it has never seen" in site.claims_text(real, stats=stats)
+    assert "of 93 normal films of hospitals it has never seen" in site.claims_text(real, stats=stats)
+    compact = site.claims_text(real, compact=True)
+    assert "measured on the training sources" in compact
+    assert "normal films of hospitals it has never seen" in compact
     prof = site.save_profile(site.make_profile("X", bundle, _scores(40)))
     with_site = site.claims_text(bundle, prof)
     assert "site 'X', 40 local normal films" in with_site

@@ -165,7 +165,7 @@ def test_report_states_what_its_figures_rest_on(tmp_path: Path, model_name: str)
     plain = tmp_path / "plain.pdf"
     assert run_cli("report", film, "-o", str(plain), "--model", model_name).returncode == 0
     text = flat(pdf_text(plain))
-    assert "Measured on the training sources" in text
+    assert "measured on the training sources" in text
     assert "Calibrate for this site" in text
     folder = _normals(tmp_path / "normals", 31)
     assert run_cli("calibrate", "--site", "Clinic South", "--normals", str(folder), "--model", model_name).returncode == 0
@@ -173,4 +173,4 @@ def test_report_states_what_its_figures_rest_on(tmp_path: Path, model_name: str)
     assert run_cli("report", film, "-o", str(sited), "--model", model_name, "--site", "Clinic South").returncode == 0
     text = flat(pdf_text(sited))
     assert "Threshold set for this site: site 'Clinic South', 31 local normal films" in text
-    assert "Measured on the training sources" not in text
+    assert "measured on the training sources" not in text

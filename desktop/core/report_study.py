@@ -167,17 +167,17 @@ def result_section(ctx: Ctx, prediction: Any, info: ReportInfo, *, compact: bool
         rich(f"Decision threshold {threshold:.2f} (setting {esc(op_label)}"
              + (f": {esc(desc)}" if desc else "") + ")", st.small),
     ]
-    if op.get("sensitivity") is not None or op.get("specificity") is not None:
+    claims = claims_for(ctx.bundle, op_name)
+    if claims and str(op_name or "").startswith("site:"):  # a site's threshold: the site's own figures
+        lines.append(para(claims, st.small))
+    elif op.get("sensitivity") is not None or op.get("specificity") is not None:
         sens = value_with_ci(op.get("sensitivity"), op.get("sensitivity_ci"))
         spec = value_with_ci(op.get("specificity"), op.get("specificity_ci"))
         lines.append(rich(
             f"At this threshold (model card, validation data): <b>sensitivity {esc(sens)}</b>, "
-            f"<b>specificity {esc(spec)}</b>.", st.small))
-    elif not str(op_name or "").startswith("site:"):
+            f"<b>specificity {esc(spec)}</b>." + (f" {esc(claims)}" if claims else ""), st.small))
+    else:
         lines.append(para("The model card gives no sensitivity/specificity for this threshold.", st.small))
-    claims = claims_for(ctx.bundle, op_name)
-    if claims:
-        lines.append(para(claims, st.small))
     if info.prevalence is not None or not compact:
         lines.append(para(prevalence_sentence(op, info.prevalence), st.small))
     lines.append(Spacer(1, 1.5 * mm))
@@ -205,7 +205,7 @@ def claims_for(bundle: Any, op_name: str | None) -> str | None:
     try:
         name = str(op_name or "")
         profile = load_profile(name[len("site:"):], bundle) if name.startswith("site:") else None
-        return claims_text(bundle, profile)
+        return claims_text(bundle, profile, compact=True)
     except Exception as exc:  # the claims are context: never fail a report for them
         log.warning("no performance claims in the report (%s)", exc)
         return None

@@ -455,13 +455,18 @@ def new_site_false_positives(bundle: Any, stats: Any = None) -> str | None:
 
 
 def claims_text(bundle: Any, profile: SiteProfile | None = None, operating_point: OperatingPoint | None = None,
-                stats: Any = None) -> str:
-    """The performance claims the GUI and the PDF quote (one paragraph)."""
+                stats: Any = None, *, compact: bool = False) -> str:
+    """The performance claims the GUI and the PDF quote (one paragraph; ``compact``: the page-1 version)."""
     if profile is not None:
         return ("Threshold set for this site: " + threshold_basis(profile) + ". These figures are the site's own; "
                 "they hold for films like the ones it was calibrated on.")
     card = getattr(bundle, "bundle", bundle).card
     op = operating_point or card.operating_point(None)
+    if compact:
+        fp = (new_site_false_positives(bundle, stats) or "").split(" and ")[0]
+        new = (f" Not measured at this site: {fp.removeprefix('at hospitals not in its training data it called ')}"
+               " were called COVID-19." if fp else " Not measured at this site.")
+        return f"These were measured on the training sources.{new} Calibrate for this site."
     text = (f"Measured on the training sources (validation split): at '{op.name}' sensitivity "
             f"{_fmt(op.sensitivity, op.sensitivity_ci)}, specificity {_fmt(op.specificity, op.specificity_ci)}.")
     fp = new_site_false_positives(bundle, stats)
