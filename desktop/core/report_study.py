@@ -177,7 +177,8 @@ def result_section(ctx: Ctx, prediction: Any, info: ReportInfo, *, compact: bool
             f"At this threshold (model card, validation data): <b>sensitivity {esc(sens)}</b>, "
             f"<b>specificity {esc(spec)}</b>." + (f" {esc(claims)}" if claims else ""), st.small))
     else:
-        lines.append(para("The model card gives no sensitivity/specificity for this threshold.", st.small))
+        lines.append(para("The model card gives no sensitivity/specificity for this threshold."
+                          + (f" {claims}" if claims else ""), st.small))
     if info.prevalence is not None or not compact:
         lines.append(para(prevalence_sentence(op, info.prevalence), st.small))
     lines.append(Spacer(1, 1.5 * mm))

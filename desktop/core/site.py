@@ -463,9 +463,9 @@ def claims_text(bundle: Any, profile: SiteProfile | None = None, operating_point
     card = getattr(bundle, "bundle", bundle).card
     op = operating_point or card.operating_point(None)
     if compact:
-        fp = (new_site_false_positives(bundle, stats) or "").split(" and ")[0]
-        new = (f" Not measured at this site: {fp.removeprefix('at hospitals not in its training data it called ')}"
-               " were called COVID-19." if fp else " Not measured at this site.")
+        first = (new_site_false_positives(bundle, stats) or "").split(" and ")[0]
+        new = (f" Not measured at this site: {first.removeprefix('at hospitals not in its training data it called ')}"
+               " were called COVID-19." if first else " Not measured at this site.")
         return f"These were measured on the training sources.{new} Calibrate for this site."
     text = (f"Measured on the training sources (validation split): at '{op.name}' sensitivity "
             f"{_fmt(op.sensitivity, op.sensitivity_ci)}, specificity {_fmt(op.specificity, op.specificity_ci)}.")
