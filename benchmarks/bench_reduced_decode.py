@@ -106,8 +106,9 @@ def timed(fn: Any, repeats: int) -> tuple[float, Any]:
 
 def measure(path: Path, repeats: int, predictor: Any) -> dict[str, Any]:
     from desktop.core.imaging import load_xray
+    from desktop.core.imaging.resolution import scan_target
 
-    target = (predictor.spec.height, predictor.spec.width)
+    target = scan_target(predictor.spec.height, predictor.spec.width)  # what a scan asks for
     load_xray(path), load_xray(path, target=target)  # warm up: imports, decoders, page cache
     from desktop.core.preprocess import model_input
 
@@ -186,6 +187,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from desktop.core.imaging.resolution import scan_target
     from desktop.core.inference import Predictor
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "image": [HEIGHT, WIDTH],
-        "target": [predictor.spec.height, predictor.spec.width],
+        "target": list(scan_target(predictor.spec.height, predictor.spec.width)),
         "repeats": args.repeats,
         "results": results,
         "libjpeg": libjpeg,

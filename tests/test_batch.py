@@ -459,7 +459,9 @@ def test_real_model_matches_single_predictions(tmp_path: Path, model_name: str) 
         # a scan without display decodes at the model's resolution where the codec allows (JPEG, JPEG 2000):
         # the in-process reference decodes the same way (full vs reduced decode: tests/test_imaging_reduced*)
         spec = predictor.bundle.card.preprocess
-        single = predictor.predict([load_xray(folder / r.relpath, target=(spec.height, spec.width))])[0]
+        from desktop.core.imaging.resolution import scan_target
+
+        single = predictor.predict([load_xray(folder / r.relpath, target=scan_target(spec.height, spec.width))])[0]
         assert r.p_covid == pytest.approx(single.p_covid, abs=1e-6)
         assert r.label == single.label
         assert r.operating_point == single.operating_point

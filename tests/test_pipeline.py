@@ -136,9 +136,8 @@ def test_screen_files_is_the_per_file_api(tmp_path: Path, model_name: str) -> No
     assert results[3].display is None
 
 
-@pytest.mark.parametrize("keyword", ["target", "max_side"])
-def test_reduced_resolution_decode_is_asked_only_without_display(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 keyword: str) -> None:
+def test_reduced_resolution_decode_is_asked_only_without_display(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from desktop.core import imaging
     from desktop.core.preprocess import PreprocessSpec
 
@@ -151,20 +150,13 @@ def test_reduced_resolution_decode_is_asked_only_without_display(tmp_path: Path,
         calls.append(target)
         return real(source, name=name)
 
-    def load_max_side(source, *, name=None, max_side=None):  # type: ignore[no-untyped-def]
-        calls.append(max_side)
-        return real(source, name=name)
-
-    monkeypatch.setattr(imaging, "load_xray", load_target if keyword == "target" else load_max_side)
-    decode._reduced_decode_parameter.cache_clear()
+    monkeypatch.setattr(imaging, "load_xray", load_target)
     try:
         assert decode.decode_one(str(path), None, spec, decode.NO_DISPLAY).status == "ok"
         assert decode.decode_one(str(path), None, spec, decode.WITH_DISPLAY).status == "ok"
     finally:
         monkeypatch.undo()
-        decode._reduced_decode_parameter.cache_clear()
-    reduced = (32, 48) if keyword == "target" else decode.REDUCED_DECODE_FACTOR * 48
-    assert calls == [reduced, None]  # display (heatmaps, reports) always gets the full decode
+    assert calls == [(64, 96), None]  # twice the model input (scan_target); display always gets the full decode
     # the loader of this build, with or without the option: no error
     assert decode.decode_one(str(path), None, spec, decode.NO_DISPLAY).status == "ok"
 

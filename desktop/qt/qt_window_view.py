@@ -95,10 +95,9 @@ class QtWindowView(QMainWindow):
             log.warning("colour bar not available: %s", exc)
             self.panel.set_colorbar(None)
         safe = "colour-blind safe" if self._colormap in COLORBLIND_SAFE else "not colour-blind safe"
-        self.panel.set_heatmap_note(
-            f"Warm colours mark regions that raised the COVID-19 score ({safe}; change under Colours). "
-            "If they lie outside the lungs, distrust the result."
-        )
+        self._colour_note = (f"Warm colours mark regions that raised the COVID-19 score ({safe}; change under "
+                             "Colours). If they lie outside the lungs, distrust the result.")
+        self.panel.set_heatmap_note(self._colour_note)
 
     def _show_heatmap(self, analysis: bridge.Analysis) -> None:
         self._update_colorbar()
@@ -118,7 +117,7 @@ class QtWindowView(QMainWindow):
         # on the fixed scale only strong influence is drawn (a negative's map is mostly not drawn at all);
         # how much of it lies in the lung fields, with a warning when most lies outside
         lung_text, warn = analysis.lung_note()
-        self.panel.set_heatmap_note(("Warning: " if warn else "") + lung_text)
+        self.panel.set_heatmap_note(f"{self._colour_note} " + ("Warning: " if warn else "") + lung_text)
 
     def _show_current_heatmap(self) -> None:
         analysis = self.session.analysis()

@@ -15,17 +15,16 @@ Without display needs, large films may be decoded at reduced resolution:
 from __future__ import annotations
 
 import errno
-import inspect
 import logging
 import os
 import stat
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from desktop.core.display import DISPLAY_SIDE, Display
 from desktop.core.errors import CXRError, FileAccessError, ImageTooLargeError
 from desktop.core.hashing import sha256_bytes
+from desktop.core.imaging.resolution import scan_target
 
 from .walk import special_file_kind
 
@@ -118,40 +117,18 @@ def read_input(path: str, limit: int | None = None) -> tuple[bytes, os.stat_resu
         os.close(fd)
 
 
-@lru_cache(maxsize=1)
-def _reduced_decode_parameter() -> str | None:
-    """The loader's reduced-resolution keyword in this build: ``target`` (the size the caller
-    resizes to), ``max_side`` (a long side), or None (full resolution only)."""
-    from desktop.core import imaging
-
-    try:
-        params = inspect.signature(imaging.load_xray).parameters
-    except (TypeError, ValueError):
-        return None
-    return next((key for key in ("target", "max_side") if key in params), None)
-
-
-#: With ``max_side``, the long side asked for, as a multiple of the model input's (room for crop and resize).
-REDUCED_DECODE_FACTOR = 4
-
-
 def load_for_model(data: bytes, name: str, target: tuple[int, int] | None) -> Any:
     """Decode ``data`` (the bytes of the file ``name``): the one place that asks for reduced resolution.
 
-    ``target``: the (height, width) the pixels will be resized to (the model
-    input), when nothing else needs them; where the loader supports it, large
-    films are decoded at reduced resolution (JPEG DCT scaling, JPEG 2000
-    resolution levels). None: full resolution (display and heatmaps need it).
+    ``target``: the (height, width) asked of the loader
+    (:func:`desktop.core.imaging.resolution.scan_target` of the model input) when
+    nothing else needs the pixels: large films are decoded at reduced
+    resolution (JPEG DCT scaling, JPEG 2000 resolution levels). None: full
+    resolution (display and heatmaps need it).
     """
     from desktop.core import imaging
 
-    kw: dict[str, Any] = {"name": name}
-    key = _reduced_decode_parameter() if target else None
-    if key == "target":
-        kw["target"] = target
-    elif key == "max_side" and target:
-        kw["max_side"] = REDUCED_DECODE_FACTOR * max(target)
-    return imaging.load_xray(data, **kw)
+    return imaging.load_xray(data, name=name, target=target)
 
 
 def decode_one(path: str, expected_sha: str | None, spec: Any, wants: Wants | bool | None = None) -> Decoded:
@@ -166,7 +143,7 @@ def decode_one(path: str, expected_sha: str | None, spec: Any, wants: Wants | bo
         if expected_sha and sha == expected_sha:
             return Decoded("skip", sha)
         try:
-            target = None if wants.display else (int(spec.height), int(spec.width))
+            target = None if wants.display else scan_target(int(spec.height), int(spec.width))
             xray = load_for_model(data, path, target)
         except CXRError as exc:
             refused = gate.from_load_error(exc)  # a CT/MR refused by the loader: rejected, not failed
