@@ -53,6 +53,13 @@ def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Pa
     films.append(shared_dicom_dir / "wg04_RG1_J2KI_CR_chest_PA_mono1_15bit_j2k_lossy.dcm")  # JPEG 2000
     ct = shared_dicom_dir / "pydicom_CT_small_negative_case.dcm"
     out, results = tmp_path / "received", tmp_path / "dicom-results"
+    import numpy as np
+
+    from desktop.core import site
+    from desktop.core.bundle import get_bundle
+
+    # the clinic calibrated its threshold ("Clinic A"): the listener uses it and names it in every row
+    site.save_profile(site.make_profile("Clinic A", get_bundle(model_name), list(np.random.default_rng(1).beta(2, 5, 40))))
     port = free_port()
     proc = ListenProcess(out, port, "--model", model_name, "--dicom-results", str(results),
                          "--site", "Clinic A", "--allow-ae", "MODALITY,PACS")
@@ -85,6 +92,8 @@ def test_listen_end_to_end(tmp_path: Path, model_name: str, shared_dicom_dir: Pa
     assert len(errors) == 1, errors
     assert "CT" in errors[0]["error"], errors
     assert {r["model"] for r in ok} == {model_name}
+    assert {r["site"] for r in ok} == {"Clinic A"}
+    assert {r["operating_point"] for r in ok} == {"site:Clinic A"}
     sources = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in films}
     assert {r["path"].removesuffix(".dcm") for r in ok} == set(sources)
     # the films are kept, the spool is empty

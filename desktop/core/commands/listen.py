@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="calling AE titles allowed to send (default: any)")
     p.add_argument("--out", required=True, metavar="DIR", help="results.csv, spool/, films/ go here")
     add_dicom_results_options(p, send=True)
-    p.add_argument("--site", default="", metavar="NAME", help="site name recorded in the DICOM results")
+    p.add_argument("--site", default="", metavar="NAME",
+                   help="use this site's calibrated threshold (see `cxr-screener calibrate`); named in every result")
     p.add_argument("--model", help="model bundle name (default: the default bundle)")
     p.add_argument("--operating-point", metavar="NAME", help="decision threshold by name (default: the model's)")
     p.add_argument("--anonymize", action="store_true",
@@ -99,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         _err(f"cxr-screener listen: {exc}")
         return 2
     loaded = load_model(args.model, args.operating_point)  # exit 2 on an unknown model, before binding
+    from desktop.core.site import resolve
+
+    resolve(args.site or None, loaded.bundle)  # a missing, edited or foreign site profile: exit 2, before binding
     audit = AuditLog(operator=args.operator)
 
     def show(event: ListenerEvent) -> None:

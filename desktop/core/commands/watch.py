@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("folder", metavar="DIR", help="folder to watch (recursively)")
     p.add_argument("--out", metavar="OUT", help="where results.csv goes (default: DIR/cxr_results)")
     add_dicom_results_options(p, send=True)
-    p.add_argument("--site", default="", metavar="NAME", help="site name recorded in the DICOM results")
+    p.add_argument("--site", default="", metavar="NAME",
+                   help="use this site's calibrated threshold (see `cxr-screener calibrate`); named in every result")
     p.add_argument("--model", help="model bundle name (default: the default bundle)")
     p.add_argument("--operating-point", metavar="NAME", help="decision threshold by name (default: the model's)")
     p.add_argument("--anonymize", action="store_true", help="pseudonymise patient data in the DICOM results")
@@ -73,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         _err(f"cxr-screener watch: {exc}")
         return 2
     loaded = load_model(args.model, args.operating_point)
+    from desktop.core.site import resolve
+
+    resolve(args.site or None, loaded.bundle)  # a missing, edited or foreign site profile: exit 2
     audit = AuditLog(operator=args.operator)
 
     def show(event: ListenerEvent) -> None:

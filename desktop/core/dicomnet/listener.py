@@ -286,7 +286,7 @@ class Listener:
             log.info("pass over %d film(s), %s decoding processes", len(pending), workers)
             for result in screen_folder(self.spool.dir, self.loaded, results_csv=self.results_csv,
                                         heatmap_dir=heatmaps, cancel=self._cancel, workers=workers,
-                                        audit=self.audit):
+                                        audit=self.audit, site=self.config.site):
                 self._finish(result, maker)
             log.info("pass done in %.2f s", time.monotonic() - t0)
             if not self._stop.is_set():

@@ -45,14 +45,22 @@ def screen_folder(
     cancel: Any = None,
     workers: int | None = None,
     audit: Any = None,
+    site: str | None = None,
 ) -> Iterator[Any]:
     """Screen every film under ``folder`` not yet in ``results_csv``; yield each new ScanResult.
 
     ``loaded`` is a :class:`~desktop.core.commands._model.LoadedModel`.
     ``exclude``: files and folders left out of this pass (still being
     written, already done). ``cancel`` a :class:`~desktop.core.batch.CancelToken`.
+    ``site``: a calibrated site's name: its profile's threshold is used and named in every row
+    (:func:`desktop.core.site.resolve`: a missing or edited profile raises). The bundle's input
+    statistics (learnt gate, OOD flag) apply as in ``scan``.
     """
     from desktop.core import batch
+    from desktop.core.input_stats import load_for
+    from desktop.core.site import resolve
+
+    profile, _ = resolve(site, loaded.bundle)
 
     yield from batch.scan(
         folder,
@@ -65,6 +73,8 @@ def screen_folder(
         workers=workers,
         exclude=exclude,
         audit=audit,
+        input_stats=load_for(loaded.bundle),
+        site=profile,
     )
 
 

@@ -197,7 +197,7 @@ class FolderWatcher:
                                         heatmap_dir=self.heatmaps if maker is not None else None,
                                         exclude=[*unsettled, *done, *self._own_dirs()], cancel=self._cancel,
                                         workers=0 if len(keys) <= 2 else self.config.workers,
-                                        audit=self.audit):
+                                        audit=self.audit, site=self.config.site):
                 if maker is not None and result.ok and maker.make(result) is not None:
                     self.stats.results_written += 1
                 self.stats.screened += 1
