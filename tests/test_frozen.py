@@ -211,9 +211,12 @@ def test_refusals_are_clear_frozen(env: dict[str, str], work: Path) -> None:
     ct = shared_path("data", "dicom", "pydicom_CT_small_negative_case.dcm")
     proc = run_frozen(CLI, ["predict", ct], env, work)
     rows = _json_lines(proc.stdout)
-    assert proc.returncode == 1
-    assert rows[0]["status"] == "error"
-    assert "CT" in str(rows[0]["error"])
+    # a CT is not assessable (issue 16's input gate): a reason and a code, no probability; not a failure
+    assert proc.returncode == 0
+    assert rows[0]["status"] == "rejected"
+    assert rows[0]["reject_code"] == "not_radiograph"
+    assert rows[0]["p_covid"] is None
+    assert "CT" in str(rows[0]["reject_reason"])
 
 
 def test_report_pdf(env: dict[str, str], work: Path) -> None:
