@@ -9,7 +9,7 @@ PINNED: dict[str, dict[str, Any]] = {'mobilenet-covid-v1': {'files': {'MODEL_CAR
                                   'head.npz': '1fdf50215febb9ac5c594d5abde3e33c2bf0c04285a517e4db33ad70e15b2fd8',
                                   'input_stats.npz': 'e915987b27159020a049ae43457c42f815cbadb7f182d98e5b24fdd69717359e',
                                   'model.onnx': 'b44e7f20d409c4b95769a9b380694e1051b5143185599b1a9bfbed970f366ded',
-                                  'model_card.json': '6cd0d37a802805119240700572b9c75f573ddd98db51d7c077d6afb07d764363'},
+                                  'model_card.json': '717d63b6377a73301fc9912ae262cd8caa00b23edb6917800083a330f7244d79'},
                         'selftest': {'operating_point': 'high_sensitivity',
                                      'samples': {'ieee8023__12941_2020_358_Fig1_HTML.jpg': {'label': 'covid',
                                                                                             'p_covid': 0.997511},
