@@ -7,9 +7,10 @@ naming the file.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import stat
 
-from desktop.core.errors import FileAccessError, ImageTooLargeError
+from desktop.core.errors import CXRError, FileAccessError, ImageTooLargeError
 
 from . import limits
 
@@ -47,42 +48,71 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     return length < 1024
 
 
-def read_file(path: Path) -> bytes:
+def special_file_kind(mode: int) -> str | None:
+    """``"a FIFO"``, ``"a socket"``, ``"a device"`` for what is not a regular file or folder."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else "not a regular file"
+
+
+def read_regular(path: str | os.PathLike[str], limit: int | None = None) -> tuple[bytes, os.stat_result]:
+    """The bytes of the regular file ``path`` (one open, bounded by ``limit``) and its stat.
+
+    The one bounded reader (``load_xray`` of a path and the scan pipeline both
+    use it). Opened non-blocking, then checked with ``fstat``: a folder, FIFO,
+    socket or device is refused with :class:`FileAccessError` before any read,
+    and a growing file cannot make it read past the limit.
+    """
+    limit = limits.MAX_FILE_BYTES if limit is None else limit
+    path = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        if path.is_dir():
-            raise FileAccessError(path, "is a folder, not a file")
-        size = path.stat().st_size
-        if size > limits.MAX_FILE_BYTES:
-            raise ImageTooLargeError(
-                path, f"file is {size / 2**20:.0f} MiB, over the {limits.MAX_FILE_BYTES // 2**20} MiB limit"
-            )
-        with path.open("rb") as fh:
-            # Read what stat() announced (read(n) reserves n bytes up front), then whatever
-            # a growing or special file still has, up to the limit.
-            data = fh.read(size + 1) if size > 0 else b""
-            if len(data) <= size and size > 0:
-                return data
-            parts = [data]
-            total = len(data)
-            while total <= limits.MAX_FILE_BYTES:
-                chunk = fh.read(min(16 * 2**20, limits.MAX_FILE_BYTES + 1 - total))
-                if not chunk:
-                    break
-                parts.append(chunk)
-                total += len(chunk)
-            if total > limits.MAX_FILE_BYTES:
-                raise ImageTooLargeError(
-                    path, f"file is over the {limits.MAX_FILE_BYTES // 2**20} MiB limit"
-                )
-            return b"".join(parts)
+        fd = os.open(path, flags)
     except FileNotFoundError as exc:
         raise FileAccessError(path, "file not found") from exc
-    except PermissionError as exc:
-        raise FileAccessError(path, "permission denied: cannot read the file") from exc
     except IsADirectoryError as exc:
         raise FileAccessError(path, "is a folder, not a file") from exc
+    except PermissionError as exc:
+        raise FileAccessError(path, "permission denied: cannot read the file") from exc
     except OSError as exc:
         raise FileAccessError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise FileAccessError(path, "is a folder, not a file")
+        what = special_file_kind(st.st_mode)
+        if what is not None:
+            raise FileAccessError(path, f"{what}, not a file; not read")
+        if st.st_size > limit:
+            raise ImageTooLargeError(path, f"file is {st.st_size / 2**20:.0f} MiB, over the {limit // 2**20} MiB limit")
+        parts: list[bytes] = []
+        total = 0
+        want = st.st_size + 1 if st.st_size > 0 else 1 << 20
+        while True:
+            chunk = os.read(fd, min(want, limit + 1 - total))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise ImageTooLargeError(path, f"file is over the {limit // 2**20} MiB limit")
+            want = 16 << 20
+        return b"".join(parts), st
+    except OSError as exc:
+        if isinstance(exc, CXRError):
+            raise
+        raise FileAccessError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The file's bytes (:func:`read_regular`)."""
+    return read_regular(path)[0]
 
 
 def other_format(head: bytes) -> str | None:

@@ -17,16 +17,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 from dataclasses import dataclass
 from typing import Any
 
 from desktop.core.display import DISPLAY_SIDE, Display
-from desktop.core.errors import CXRError, FileAccessError, ImageTooLargeError
+from desktop.core.errors import CXRError
 from desktop.core.hashing import sha256_bytes
 from desktop.core.imaging.resolution import scan_target
-
-from .walk import special_file_kind
+from desktop.core.imaging.source import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -67,54 +65,8 @@ class Decoded:
     error_kind: str | None = None
 
 
-def read_input(path: str, limit: int | None = None) -> tuple[bytes, os.stat_result]:
-    """The bytes of the regular file ``path`` (one open, bounded by ``limit``) and its stat.
-
-    Opened non-blocking, then checked with ``fstat``: a FIFO, socket or
-    device is refused with :class:`FileAccessError` before any read.
-    """
-    from desktop.core.imaging import MAX_FILE_BYTES
-
-    limit = MAX_FILE_BYTES if limit is None else limit
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError as exc:
-        raise FileAccessError(path, "file not found") from exc
-    except IsADirectoryError as exc:
-        raise FileAccessError(path, "is a folder, not a file") from exc
-    except PermissionError as exc:
-        raise FileAccessError(path, "permission denied: cannot read the file") from exc
-    except OSError as exc:
-        raise FileAccessError(path, f"cannot read the file ({exc.strerror or exc})") from exc
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise FileAccessError(path, "is a folder, not a file")
-        what = special_file_kind(st.st_mode)
-        if what is not None:
-            raise FileAccessError(path, f"{what}, not a file; not read")
-        if st.st_size > limit:
-            raise ImageTooLargeError(path, f"file is {st.st_size / 2**20:.0f} MiB, over the {limit // 2**20} MiB limit")
-        parts: list[bytes] = []
-        total = 0
-        want = st.st_size + 1 if st.st_size > 0 else 1 << 20
-        while True:
-            chunk = os.read(fd, min(want, limit + 1 - total))
-            if not chunk:
-                break
-            parts.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise ImageTooLargeError(path, f"file is over the {limit // 2**20} MiB limit")
-            want = 16 << 20
-        return b"".join(parts), st
-    except OSError as exc:
-        if isinstance(exc, CXRError):
-            raise
-        raise FileAccessError(path, f"cannot read the file ({exc.strerror or exc})") from exc
-    finally:
-        os.close(fd)
+#: The pipeline reads each file once, through imaging's one bounded reader.
+read_input = read_regular
 
 
 def load_for_model(data: bytes, name: str, target: tuple[int, int] | None) -> Any:

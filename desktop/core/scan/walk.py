@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from desktop.core.imaging.source import special_file_kind
+
 log = logging.getLogger(__name__)
 
 #: A file that marks a folder as written by CXR Screener: scans skip such folders.
@@ -39,17 +41,6 @@ class Entry:
     rel: str  # POSIX path relative to the scanned folder (or the name given)
     error: str | None = None
     error_kind: str | None = None
-
-
-def special_file_kind(mode: int) -> str | None:
-    """``"a FIFO"``, ``"a socket"``, ``"a device"`` for what is not a regular file or folder."""
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else "not a regular file"
 
 
 def _is_hidden(entry: os.DirEntry[str]) -> bool:
