@@ -2,7 +2,8 @@
 
 ``photometric``: random gamma, contrast/brightness, Gaussian blur or unsharp
 sharpening and noise; meant to break the scanner/processing "style" that
-differs between sources. ``photometric_occlude`` adds :func:`occlude_border`
+differs between sources. ``photometric_strong`` adds :func:`acquisition_style` (resolution loss,
+local-contrast processing, grain, JPEG re-encoding). ``photometric_occlude`` adds :func:`occlude_border`
 (random bands along the edges and corner patches blanked) so that text, markers and
 collimation at the border stop being evidence. ``geometric``: the paper's rotation 10 deg, shifts
 0.2, zoom 0.2 (done in Keras during training, see ``train``).
@@ -15,7 +16,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-AUGMENT_KINDS = ("none", "geometric", "photometric", "photometric_geometric", "photometric_occlude")
+AUGMENT_KINDS = ("none", "geometric", "photometric", "photometric_geometric", "photometric_occlude",
+                 "photometric_strong")
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -40,6 +42,36 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.uniform() < 0.5:
         x = x + rng.normal(0.0, rng.uniform(0.005, 0.03), size=x.shape).astype(np.float32)
     return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def acquisition_style(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What a different scanner, digitiser or export does to a film, beyond a tone curve (which the
+    histogram equalisation that follows undoes anyway): loss of resolution (down- and up-sampling by 1-3x),
+    more or less local-contrast processing (unsharp masking at a large radius, as digital radiography
+    systems apply and digitised film lacks, with a negative amount for the reverse), grain or noise, and
+    lossy JPEG re-encoding. Used by ``photometric_strong`` on top of :func:`photometric`."""
+    x = np.clip(img.astype(np.float32), 0.0, 1.0)
+    h, w = x.shape
+    if rng.uniform() < 0.5:
+        f = float(rng.uniform(1.0, 3.0))
+        small = Image.fromarray(x, mode="F").resize((max(8, int(w / f)), max(8, int(h / f))),
+                                                     Image.Resampling.BILINEAR, reducing_gap=None)
+        x = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+    if rng.uniform() < 0.6:
+        sigma = float(rng.uniform(3.0, 12.0)) * h / 224.0
+        x = x + float(rng.uniform(-0.5, 1.5)) * (x - _blur(x, sigma))
+    if rng.uniform() < 0.5:
+        x = x + rng.normal(0.0, rng.uniform(0.005, 0.04), size=x.shape).astype(np.float32)
+    x = np.clip(x, 0.0, 1.0)
+    if rng.uniform() < 0.3:
+        import io
+
+        buf = io.BytesIO()
+        Image.fromarray(np.round(x * 255).astype(np.uint8)).save(buf, format="JPEG",
+                                                                quality=int(rng.integers(30, 91)))
+        buf.seek(0)
+        x = np.asarray(Image.open(buf), dtype=np.float32) / 255.0
+    return x.astype(np.float32)
 
 
 def occlude_border(img: np.ndarray, rng: np.random.Generator, *, max_band: float = 0.15,
@@ -110,6 +142,8 @@ def photometric_augmenter(kind: str, seed: int) -> Callable[[np.ndarray, int], n
                 x = geometric(x, rng, rotation=7.0, shift=0.06, zoom=0.1)
             elif kind == "photometric_occlude":
                 x = occlude_border(x, rng)
+            elif kind == "photometric_strong":
+                x = acquisition_style(x, rng)
             out[i] = x
         return out
 
