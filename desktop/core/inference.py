@@ -394,6 +394,13 @@ class Predictor:
             out.extend(self.predict_inputs(batch, op))
         return out
 
+    def _target(self, class_name: str | None) -> str:
+        """The class a heatmap explains (default: the positive class); ModelError if the model has none of that name."""
+        target = self.card.positive_class if class_name is None else class_name
+        if target not in self.class_names:
+            raise ModelError(self.bundle.path, f"no class {target!r} in model {self.name!r}", f"classes: {', '.join(self.class_names)}")
+        return target
+
     def explain_input(
         self,
         x: np.ndarray,
@@ -406,13 +413,35 @@ class Predictor:
         The map explains ``class_name`` (default: the positive class, "covid").
         """
         op = self.operating_point(operating_point)
-        target = self.card.positive_class if class_name is None else class_name
-        if target not in self.class_names:
-            raise ModelError(self.bundle.path, f"no class {target!r} in model {self.name!r}", f"classes: {', '.join(self.class_names)}")
+        target = self._target(class_name)
         arr = self._check_batch(x)
         if arr.shape[0] != 1:
             raise ModelInputError("model input", f"explain takes one image. Received: a batch of {arr.shape[0]}")
         feats, probs = self.session.run(["features", "probs"], {"input": arr})
+        return self.explain_outputs(feats, probs, op, class_name=target)
+
+    def explain_outputs(
+        self,
+        feats: np.ndarray,
+        probs: np.ndarray,
+        operating_point: str | OperatingPoint | None = None,
+        *,
+        class_name: str | None = None,
+    ) -> tuple[Prediction, Heatmap]:
+        """Prediction and Grad-CAM from the outputs of one image's forward pass (:meth:`forward_raw`).
+
+        For callers that need the feature map first (the input gate and the OOD
+        score read it): the model runs once, the head's gradient is numpy.
+        """
+        op = self.operating_point(operating_point)
+        target = self._target(class_name)
+        feats = np.asarray(feats, dtype=np.float32)
+        probs = np.asarray(probs, dtype=np.float32)
+        if feats.shape != (1, *self.feature_shape) or probs.shape != (1, len(self.class_names)):
+            raise ModelInputError(
+                "model output", f"explain takes one image's features {(1, *self.feature_shape)} and probabilities. "
+                f"Received: {feats.shape} and {probs.shape}",
+            )
         cache = head_forward(feats, self.head, self.head_weights)
         grads = head_logit_grad(cache, self.head, self.head_weights, self.class_names.index(target))
         cams, raw_max = gradcam(feats, grads)

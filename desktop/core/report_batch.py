@@ -164,6 +164,16 @@ def _needs_model(item: BatchItem) -> bool:
     return item.heatmap is None and not (item.heatmap_png or getattr(item.result, "heatmap", None))
 
 
+def _decided_at(r: Any, operating_point: str | None) -> Any:
+    """What a row was decided at: a site's threshold (``site:<name>``, not in the card) as an OperatingPoint."""
+    from .bundle import OperatingPoint
+
+    name = str(getattr(r, "operating_point", "") or "")
+    if name.startswith("site:") and getattr(r, "threshold", None) is not None:
+        return OperatingPoint(name, float(r.threshold))
+    return operating_point
+
+
 def _rows(items: Sequence[BatchItem], *, anonymize: bool, keep_pages: bool, decode_missing: bool,
           predictor: Any = None, operating_point: str | None = None) -> list[_Row]:
     """One row per analysed file; each file is read at most once (thumbnail, page image and,
@@ -181,7 +191,7 @@ def _rows(items: Sequence[BatchItem], *, anonymize: bool, keep_pages: bool, deco
             try:
                 xray = load_xray(str(r.path))
                 if explain:
-                    prediction, heat = predictor.explain(xray, operating_point)
+                    prediction, heat = predictor.explain(xray, _decided_at(r, operating_point))
             except CXRError as exc:
                 log.warning("no thumbnail for %s: %s", phi.file_label(r.path, anonymize=True), exc.reason)
                 error = reason_without_path(exc.reason, str(r.path), str(getattr(r, "relpath", "") or ""))

@@ -320,14 +320,19 @@ def plain_sentence(p: float, threshold: float, positive: bool, op: dict[str, Any
 def reject_reason(result: Any) -> str | None:
     """The reason a scan row was not assessed by the input gate ("rejected"), or None.
 
-    Works before the gate lands: only ``status == "rejected"`` rows have one
-    (``reject_code`` such as ``not_frontal_chest`` is read with getattr).
+    The gate's words and code ("hip film (not_chest)") when the row's ``error``
+    holds them ("not assessable: hip film"), else the code in words. Only
+    ``status == "rejected"`` rows have one (``reject_code`` is read with getattr).
     """
     if str(getattr(result, "status", "")) != "rejected":
         return None
     code = str(getattr(result, "reject_code", "") or "").strip()
-    text = code.replace("_", " ") if code else ""
     detail = str(getattr(result, "error", "") or "").strip()
+    prefix = "not assessable: "
+    if detail.lower().startswith(prefix):  # the gate's own words ("not assessable: hip film"), with its code
+        detail = detail[len(prefix):].strip()
+        return f"{detail} ({code})" if code and detail else detail or code.replace("_", " ")
+    text = code.replace("_", " ") if code else ""
     return text or detail or "not a chest film the model was validated on"
 
 

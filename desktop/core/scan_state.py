@@ -17,10 +17,11 @@ the other:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .batch import CSV_COLUMNS, RESULTS_NAME, ScanResult, read_results
@@ -66,9 +67,12 @@ class ModelChoice:
     name: str
     version: str
     operating_point: str
+    #: the threshold when it is not fixed by the name (a site's, ``site:<name>``); None: not compared
+    threshold: float | None = None
 
     def describe(self) -> str:
-        return f"{self.name} {self.version}".strip() + f" at operating point {self.operating_point or 'default'}"
+        text = f"{self.name} {self.version}".strip() + f" at operating point {self.operating_point or 'default'}"
+        return text + (f" (threshold {self.threshold:.4g})" if self.threshold is not None else "")
 
 
 def recorded_models(rows: Iterable[ScanResult]) -> set[ModelChoice]:
@@ -83,12 +87,19 @@ def resume_conflict(rows: Iterable[ScanResult], current: ModelChoice) -> str | N
     version or operating point would mix them (:func:`desktop.core.batch.scan`
     refuses it too). Failed rows name no model and never conflict.
     """
+    rows = list(rows)
     made = recorded_models(rows)
     others = sorted(
         (m for m in made if (m.name, m.version) != (current.name, current.version)
          or m.operating_point != current.operating_point),
         key=lambda m: (m.name, m.version, m.operating_point),
     )
+    if not others and current.threshold is not None:
+        # the same site name, calibrated again since: its rows were decided at another threshold
+        moved = sorted({r.threshold for r in rows if r.ok and r.threshold is not None
+                        and r.operating_point == current.operating_point
+                        and not math.isclose(r.threshold, current.threshold, rel_tol=1e-5, abs_tol=1e-9)})
+        others = [replace(current, threshold=t) for t in moved]
     if not others:
         return None
     before = ", ".join(m.describe() for m in others)

@@ -36,7 +36,12 @@ KEEP_LOADED = 4
 
 @dataclass
 class Analysis:
-    """One model's output on one image."""
+    """One model's output on one image: a prediction with its heatmap, or the input gate's refusal.
+
+    A film the gate rejected (:attr:`rejected`) has ``gate`` (its code and
+    reason) and no prediction, heatmap or OOD result: no p(COVID-19) to show,
+    re-decide or report.
+    """
 
     prediction: Any
     heatmap: Any
@@ -44,6 +49,24 @@ class Analysis:
     predictor: Any = None  # the Predictor that made it (decides at other operating points)
     #: share of the heatmap inside the lung fields (None: empty map); for the panel's note
     lung_share: float | None = None
+    #: the input gate's :class:`~desktop.core.gate.GateResult` (None: not gated)
+    gate: Any = None
+    #: the :class:`~desktop.core.ood.OODResult` of an accepted film (None: no input statistics)
+    ood: Any = None
+
+    @classmethod
+    def not_assessable(cls, gate: Any, predictor: Any = None) -> Analysis:
+        """The analysis of a film the input gate rejected: its reason, nothing else."""
+        return cls(None, None, None, predictor, None, gate=gate)
+
+    @property
+    def rejected(self) -> bool:
+        return bool(getattr(self.gate, "rejected", False))
+
+    @property
+    def caution(self) -> str | None:
+        """The OOD flag's sentence for an accepted film that is unlike the training films (else None)."""
+        return None if self.ood is None or self.rejected else self.ood.text
 
     def lung_note(self) -> tuple[str, bool]:
         """(text, warn) for the result panel: how much of the heatmap lies in the lung fields."""
@@ -79,9 +102,17 @@ def at_operating_point(prediction: Any, predictor: Any, name: Any) -> Any:
     )
 
 
-def choice_for(bundle: Any, operating_point: str | None) -> ModelChoice:
-    """The model choice a scan with ``bundle`` at ``operating_point`` records in results.csv."""
-    return ModelChoice(bundle.name, str(bundle.version), operating_point or bundle.card.default_operating_point)
+def choice_for(bundle: Any, operating_point: Any) -> ModelChoice:
+    """The model choice a scan with ``bundle`` at ``operating_point`` records in results.csv.
+
+    ``operating_point``: a card operating point's name, or an OperatingPoint (a site's
+    threshold, recorded as ``site:<name>``; its threshold is compared too, so results read
+    before the site was calibrated again are not resumed at the new threshold).
+    """
+    name = getattr(operating_point, "name", operating_point)
+    threshold = getattr(operating_point, "threshold", None)
+    return ModelChoice(bundle.name, str(bundle.version), str(name or bundle.card.default_operating_point),
+                       None if threshold is None else float(threshold))
 
 
 def study_key(path: str | os.PathLike[str]) -> str:
@@ -178,7 +209,7 @@ class Session:
         bundle = self.bundle
         if bundle is None:
             return None
-        return choice_for(bundle, self.operating_point)
+        return choice_for(bundle, self.decision_point)
 
     # --- studies -----------------------------------------------------------------
     def open(self, paths: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -241,18 +272,29 @@ class Session:
             return None
         return study.analyses.get(self.model_name)
 
+    @property
+    def decision_point(self) -> Any:
+        """What predictions are decided at: the site's OperatingPoint, else the card's operating point name."""
+        return self.site_op or self.operating_point
+
     def prediction(self, study: Study | None = None) -> Any:
-        """The study's prediction with the chosen model, at the chosen operating point (None if not yet)."""
+        """The study's prediction with the chosen model, at the chosen operating point.
+
+        None if not analysed yet, and for a film the input gate rejected (see :meth:`analysis`).
+        """
         analysis = self.analysis(study)
-        if analysis is None:
+        if analysis is None or analysis.prediction is None:
             return None
-        return at_operating_point(analysis.prediction, analysis.predictor, self.site_op or self.operating_point)
+        return at_operating_point(analysis.prediction, analysis.predictor, self.decision_point)
 
     def list_label(self, key: str) -> str:
         """``name.png`` or ``name.png / POSITIVE 87%`` as the list of opened images shows it."""
         study = self.studies.get(key)
         name = Path(key).name
         bundle = self.bundle
+        analysis = self.analysis(study) if study is not None else None
+        if analysis is not None and analysis.rejected:
+            return f"{name}\n   not assessable"
         pred = self.prediction(study) if study is not None else None
         if pred is None or bundle is None:
             return name

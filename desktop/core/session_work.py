@@ -2,10 +2,12 @@
 
 - :func:`discover` the installed models; :class:`PredictorCache` keeps one
   ``Predictor`` per bundle;
-- :func:`analyze_files` reads each opened file, then yields its prediction
-  and Grad-CAM (:func:`analyze`), or the error, file by file;
+- :func:`analyze_files` reads each opened file, then yields its analysis
+  (:func:`analyze`: the input gate, then prediction, Grad-CAM and OOD flag
+  from one forward pass), or the error, file by file;
 - :func:`scan_folder` is :func:`desktop.core.batch.scan` with an audit
-  entry per file, returning the documents the scan left out.
+  entry per file, the bundle's input statistics and the chosen site
+  (:func:`resolve_site`), returning the documents the scan left out.
 
 The Qt layer (:mod:`desktop.qt.qt_workers`) only runs these off the GUI thread.
 """
@@ -55,11 +57,12 @@ def gui_threads() -> int:
 
 
 class PredictorCache:
-    """One ``Predictor`` per bundle, created on first use in whichever worker needs it."""
+    """One ``Predictor`` (and its input statistics) per bundle, created on first use in whichever worker needs it."""
 
     def __init__(self, threads: int | None = None) -> None:
         self._lock = threading.Lock()
         self._predictors: dict[str, Any] = {}
+        self._stats: dict[str, Any] = {}
         self.threads = gui_threads() if threads is None else threads
 
     def get(self, bundle: Any) -> Any:
@@ -73,9 +76,20 @@ class PredictorCache:
                 self._predictors[key] = predictor
             return predictor
 
+    def stats(self, bundle: Any) -> Any:
+        """The bundle's :mod:`~desktop.core.input_stats` (None: learnt gate and OOD flag off), read once."""
+        from .input_stats import load_for
+
+        key = str(bundle.path)
+        with self._lock:
+            if key not in self._stats:
+                self._stats[key] = load_for(bundle)
+            return self._stats[key]
+
     def clear(self) -> None:
         with self._lock:
             self._predictors.clear()
+            self._stats.clear()
 
 
 def display_size(shape: tuple[int, int], limit: int = HEATMAP_DISPLAY_MAX) -> tuple[int, int]:
@@ -84,19 +98,42 @@ def display_size(shape: tuple[int, int], limit: int = HEATMAP_DISPLAY_MAX) -> tu
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def analyze(xray: XRay, predictor: Any, operating_point: str | None) -> Analysis:
-    """Prediction and Grad-CAM for one X-ray (runs in a worker)."""
-    prediction, heatmap = predictor.explain(xray, operating_point=operating_point)
+def analyze(xray: XRay, predictor: Any, operating_point: Any, input_stats: Any = None) -> Analysis:
+    """The input gate, then prediction, Grad-CAM and OOD flag for one X-ray (runs in a worker).
+
+    As the CLI does (:func:`desktop.core.gate.screen`): DICOM tags and pixel
+    checks before the model; then one forward pass, whose feature map feeds
+    the learnt check and the OOD score (with ``input_stats``) and, for an
+    accepted film, Grad-CAM (:meth:`~desktop.core.inference.Predictor.explain_outputs`):
+    the model runs once per film. A rejected film gets
+    :meth:`Analysis.not_assessable`: no probability, no heatmap.
+    ``operating_point``: a card operating point's name or an OperatingPoint (a site's).
+    """
+    from .gate import check
+    from .ood import assess
     from .overlay import lung_fraction
 
+    verdict = check(xray)
+    if verdict.rejected:
+        return Analysis.not_assessable(verdict, predictor)
+    fmap, probs = predictor.forward_raw(predictor.preprocess(xray)[None])
+    verdict = check(xray, fmap, stats=input_stats)
+    if verdict.rejected:
+        return Analysis.not_assessable(verdict, predictor)
+    prediction, heatmap = predictor.explain_outputs(fmap, probs, operating_point)
     heat = np.asarray(heatmap.upsample(display_size(xray.shape)), dtype=np.float32)
-    return Analysis(prediction, heatmap, heat, predictor, lung_fraction(heat))
+    return Analysis(prediction, heatmap, heat, predictor, lung_fraction(heat), gate=verdict,
+                    ood=assess(fmap, input_stats))
 
 
 def analyze_files(
-    paths: Sequence[str], bundle: Any, operating_point: str | None, cache: PredictorCache
+    paths: Sequence[str], bundle: Any, operating_point: Any, cache: PredictorCache
 ) -> Iterator[tuple[str, str, Any]]:
-    """Worker body: load each file, yield it, then its analysis (or the error)."""
+    """Worker body: load each file, yield it, then its analysis (or the error).
+
+    ``operating_point``: a card operating point's name or a site's OperatingPoint
+    (:attr:`desktop.core.session.Session.decision_point`).
+    """
     for path in paths:
         try:
             xray = load_xray(path)
@@ -108,9 +145,26 @@ def analyze_files(
             continue
         try:
             predictor = cache.get(bundle)
-            yield ("analysis", path, (bundle.name, analyze(xray, predictor, operating_point)))
+            analysis = analyze(xray, predictor, operating_point, cache.stats(bundle))
+            yield ("analysis", path, (bundle.name, analysis))
         except Exception as exc:
             yield ("error", path, exc)
+
+
+def resolve_site(bundle: Any, operating_point: str | None) -> tuple[Any, Any]:
+    """The window's operating-point choice for a scan: ``(site profile or None, what to decide at)``.
+
+    ``site:NAME`` gives that site's profile, read and checked again now
+    (:func:`desktop.core.site.resolve`; a profile edited by hand, missing or
+    made for another model raises :class:`~desktop.core.site.SiteProfileError`),
+    and its OperatingPoint; a card operating point's name comes back as it is.
+    """
+    from .session import SITE_PREFIX
+    from .site import resolve
+
+    if operating_point and operating_point.startswith(SITE_PREFIX):
+        return resolve(operating_point[len(SITE_PREFIX):], bundle)
+    return None, operating_point
 
 
 def scan_folder(
@@ -124,18 +178,26 @@ def scan_folder(
     progress: Progress,
     operator: str,
     workers: int | None,
+    site: Any = None,
 ) -> Generator[ScanResult, None, list[str]]:
-    """The core scan as the desktop runs it: one predictor per bundle, audited, with an audit log entry per file; returns the ignored documents."""
+    """The core scan as the desktop runs it; returns the ignored documents.
+
+    One predictor per bundle, an audit log entry per file, the bundle's input
+    statistics (the learnt gate and the OOD flag, as the CLI's scan) and
+    ``site``, a :class:`~desktop.core.site.SiteProfile` (:func:`resolve_site`)
+    whose threshold replaces ``operating_point`` (a card operating point's name).
+    """
     from desktop.core.audit import AuditLog
 
     predictor = cache.get(bundle)
+    input_stats = cache.stats(bundle)
     results_csv.parent.mkdir(parents=True, exist_ok=True)
     stats = ScanStats()
     with AuditLog(operator=operator or None) as audit:
         yield from scan(
             folder,
             predictor,
-            operating_point=operating_point,
+            operating_point=None if site is not None else operating_point,  # the site's threshold decides
             results_csv=results_csv,
             resume=resume,
             overwrite=not resume,
@@ -144,6 +206,8 @@ def scan_folder(
             audit=audit,
             workers=workers,
             stats=stats,
+            input_stats=input_stats,
+            site=site,
         )
     return ignored_documents(folder, results_csv) if stats.ignored else []
 
@@ -156,5 +220,6 @@ __all__ = [
     "discover",
     "display_size",
     "gui_threads",
+    "resolve_site",
     "scan_folder",
 ]

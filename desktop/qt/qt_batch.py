@@ -41,11 +41,12 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.batch import CancelToken, ScanResult
+from desktop.core.errors import CXRError
 from desktop.core.filenames import display_name
 from desktop.core.progress import Progress, describe
 from desktop.core.scan_state import export_csv, user_results_csv, user_scan_dir
 from desktop.core.session import FolderScan, choice_for
-from desktop.core.session_work import scan_folder
+from desktop.core.session_work import resolve_site, scan_folder
 
 from . import _core_bridge as bridge
 from .qt_errors import QtErrorHandler
@@ -320,8 +321,13 @@ class QtBatchWidget(QWidget):
         if not Path(state.folder).is_dir():
             self.errors.show_message("Folder not found", f"The folder {state.folder} does not exist any more.")
             return
+        try:  # a site chosen on the Image tab: its profile, checked again now (edited, or for another model?)
+            site, decide_at = resolve_site(bundle, op)
+        except CXRError as exc:  # SiteProfileError: says why and what to do
+            self.errors.handle(exc, "Using the site's threshold for the folder scan")
+            return
         if resume:
-            conflict = state.resume_conflict(choice_for(bundle, op))
+            conflict = state.resume_conflict(choice_for(bundle, decide_at))
             if conflict is not None:
                 self.errors.show_message("Resume with the same model", conflict + " (The model is chosen on the Image tab.)")
                 return
@@ -344,7 +350,8 @@ class QtBatchWidget(QWidget):
         self.status.setText("Listing the files...")
         worker = create_worker(
             scan_folder, state.folder, bundle, op, self.predictors, state.results_csv, resume,
-            self.cancel_token, self.scan_progress, self.settings.operator, self.decode_workers, _start=False,
+            self.cancel_token, self.scan_progress, self.settings.operator, self.decode_workers, site=site,
+            _start=False,
         )
         worker.signals.yielded.connect(self._add)
         worker.signals.returned.connect(self._on_returned)

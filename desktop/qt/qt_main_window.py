@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 class QtMainWindow(QtWindowActions, QtWindowDocuments, QtWindowView):
     """CXR Screener's window. ``settings`` defaults to the user's QSettings."""
 
-    #: Emitted when an analysis is displayed (tests and screenshots wait on it).
+    #: Emitted when an analysis is displayed (tests and screenshots wait on it): the prediction, or the
+    #: input gate's GateResult for a film that is not assessable.
     result_shown = Signal(object)
     #: Emitted when the model list is known.
     models_ready = Signal()
@@ -353,6 +354,15 @@ class QtMainWindow(QtWindowActions, QtWindowDocuments, QtWindowView):
         study = self.current_study()
         prediction = self.current_prediction()
         bundle = self.current_bundle()
+        analysis = self.session.analysis(study) if study is not None else None
+        if analysis is not None and analysis.rejected:  # the input gate: no chest report for this film
+            gate = analysis.gate
+            self.errors.show_message(
+                "No report for this film",
+                f"This film is {gate.text} (code {gate.code}). The model gives no chest result for it, "
+                "so no report is made. A clinician reads the film as usual.",
+            )
+            return
         if study is None or study.xray is None or prediction is None or bundle is None:
             self.errors.show_message(
                 "No result to report",

@@ -30,6 +30,9 @@ from .qt_settings import COLORMAPS
 POSITIVE_COLOR = QColor(196, 58, 30)
 NEGATIVE_COLOR = QColor(36, 122, 62)
 NEUTRAL_COLOR = QColor(120, 120, 120)
+CAUTION_COLOR = QColor(150, 90, 0)
+#: The report button's tooltip while it can be used.
+REPORT_TIP = "Write a PDF report of this X-ray for the remote doctor (Ctrl+E)"
 
 
 def _pct(value: float | None) -> str:
@@ -176,6 +179,12 @@ class QtResultPanel(QWidget):
         self.decision.setAccessibleName("Decision")
         self.advice = QLabel("")
         self.advice.setWordWrap(True)
+        #: the OOD flag of an accepted film (hidden unless flagged)
+        self.caution = QLabel("")
+        self.caution.setWordWrap(True)
+        self.caution.setAccessibleName("Caution")
+        self.caution.setStyleSheet(f"color: {CAUTION_COLOR.name()}")
+        self.caution.hide()
         self.bar = QtProbabilityBar()
         self.probability = QLabel("")
         self.probability.setWordWrap(True)
@@ -186,11 +195,12 @@ class QtResultPanel(QWidget):
         small.setPointSizeF(small.pointSizeF() * 0.9)
         self.model_used.setFont(small)
         self.report_button = QPushButton("Export PDF report...")
-        self.report_button.setToolTip("Write a PDF report of this X-ray for the remote doctor (Ctrl+E)")
+        self.report_button.setToolTip(REPORT_TIP)
         self.report_button.setEnabled(False)
         self.report_button.clicked.connect(self.report_requested)
         rl.addWidget(self.decision)
         rl.addWidget(self.advice)
+        rl.addWidget(self.caution)
         rl.addWidget(self.bar)
         rl.addWidget(self.probability)
         rl.addWidget(self.model_used)
@@ -397,22 +407,61 @@ class QtResultPanel(QWidget):
         self.decision.setText(message)
         self.decision.setStyleSheet("")
         self.advice.setText("Open a chest X-ray (Ctrl+O) to screen it.")
+        self.set_caution(None)
         self.bar.set_values(None, None, False)
         self.probability.setText("")
         self.model_used.setText("")
-        self.report_button.setEnabled(False)
+        self._set_assessable(True, False)
         self.content_changed.emit()
 
     def set_busy(self, message: str) -> None:
         self.decision.setText(message)
         self.decision.setStyleSheet(f"color: {NEUTRAL_COLOR.name()}")
         self.advice.setText("Working; the window stays usable.")
+        self.set_caution(None)
         self.bar.set_values(None, None, False)
         self.probability.setText("")
-        self.report_button.setEnabled(False)
+        self._set_assessable(True, False)
         self.content_changed.emit()
 
-    def set_prediction(self, prediction: Any, positive_class: str = "covid") -> None:
+    def _set_assessable(self, assessable: bool, report: bool) -> None:
+        """A film not assessable shows no bar (an empty one would read as 0%) and offers no report."""
+        self.bar.setVisible(assessable)
+        self.report_button.setEnabled(report)
+        self.report_button.setToolTip(REPORT_TIP if assessable else
+                                      "No report: no chest result is given for a film that is not assessable")
+
+    def set_caution(self, text: str | None) -> None:
+        """The OOD flag's sentence under the decision ("unlike the films the model was trained on: ..."), or none."""
+        self.caution.setText(f"Caution: {text}." if text else "")
+        self.caution.setVisible(bool(text))
+
+    def set_not_assessable(self, gate: Any, model: str = "") -> None:
+        """A film the input gate rejected (a :class:`~desktop.core.gate.GateResult`): its reason and code, no result."""
+        from desktop.core.gate import REJECT_CODES
+
+        reason = str(gate.reason or REJECT_CODES.get(str(gate.code), "not a film this model can read"))
+        self.decision.setText(f"Not assessable: {reason}")
+        self.decision.setStyleSheet(f"color: {NEUTRAL_COLOR.name()}")
+        found = {"dicom": "the DICOM tags", "pixels": "the image itself", "learnt": "the model's input check",
+                 "load": "reading the file"}.get(str(gate.by), "the input check")
+        self.advice.setText(
+            "The model was made for frontal chest X-rays of adults only. "
+            "No COVID-19 result is given for this film; a clinician reads it as usual."
+        )
+        self.set_caution(None)
+        self.bar.set_values(None, None, False)
+        self.probability.setText(
+            f"No probability of COVID-19 for this film. Reject code <b>{gate.code}</b> "
+            f"({REJECT_CODES.get(str(gate.code), '')}; found from {found})."
+        )
+        self.model_used.setText(f"Model: {model}" if model else "")
+        self._set_assessable(False, False)
+        self.content_changed.emit()
+
+    def set_prediction(self, prediction: Any, positive_class: str = "covid", caution: str | None = None) -> None:
+        """The decision, p(COVID-19) and threshold; ``caution``: the OOD flag's sentence (the result still stands)."""
+        self.set_caution(caution)
         positive = prediction.label == positive_class
         if positive:
             self.decision.setText("COVID-19 pattern: positive screen")
@@ -436,7 +485,7 @@ class QtResultPanel(QWidget):
             f"<i>{op}</i>)."
         )
         self.model_used.setText(f"Model used: {prediction.model} {prediction.model_version}")
-        self.report_button.setEnabled(True)
+        self._set_assessable(True, True)
         self.content_changed.emit()
 
     # --- heatmap -------------------------------------------------------------------
@@ -458,4 +507,4 @@ class QtResultPanel(QWidget):
             w.blockSignals(False)
 
 
-__all__ = ["QtProbabilityBar", "QtResultPanel", "QtVerticalScrollArea", "colorbar_pixmap", "operating_point_text"]
+__all__ = ["CAUTION_COLOR", "QtProbabilityBar", "QtResultPanel", "QtVerticalScrollArea", "colorbar_pixmap", "operating_point_text"]

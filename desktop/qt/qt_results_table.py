@@ -2,7 +2,8 @@
 
 Every row says which operating point decided it (and the site, when the
 results name one); a file that could not be read shows why, in plain words,
-and no probability, threshold or model.
+and no probability, threshold or model; an accepted film unlike the training films
+says so in the Problem column (its result stands).
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ def problem(r: ScanResult) -> str:
     return plain_text(r.error_kind, reason(r))
 
 
+def caution(r: ScanResult) -> str:
+    """The OOD flag of an accepted film ("unlike the films the model was trained on: ..."), else ""."""
+    from desktop.core.ood import FLAG_TEXT
+
+    return FLAG_TEXT if r.ok and r.ood_flag else ""
+
+
 class QtResultsModel(QAbstractTableModel):
     """The scan results as a table; one row per :class:`ScanResult`."""
 
@@ -112,6 +120,8 @@ class QtResultsModel(QAbstractTableModel):
                 return row_site(r)
             if name == "Model":
                 return f"{r.model} {r.model_version}".strip()
+            if name == "Problem":  # an accepted film's OOD flag: the result stands, read with more caution
+                return caution(r)
             return ""
         if role == Qt.ItemDataRole.UserRole:  # sort key
             if col == 2:
@@ -122,7 +132,8 @@ class QtResultsModel(QAbstractTableModel):
                 return 0 if not r.ok else (2 if r.label == self.positive_class else 1)
             return self.data(index, Qt.ItemDataRole.DisplayRole)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return display_name(r.path) if r.ok else f"{display_name(r.path)}\n{problem(r)}"
+            note = problem(r) or caution(r)
+            return f"{display_name(r.path)}\n{note}" if note else display_name(r.path)
         if role == Qt.ItemDataRole.BackgroundRole:
             if not r.ok:
                 return QBrush(FAILED_BG)
@@ -212,4 +223,5 @@ class QtResultsFilter(QSortFilterProxyModel):
 
 
 
-__all__ = ["COLUMNS", "FILTERS", "REJECTED", "QtResultsFilter", "QtResultsModel", "operating_point_label", "problem", "row_site"]
+__all__ = ["COLUMNS", "FILTERS", "REJECTED", "QtResultsFilter", "QtResultsModel", "caution", "operating_point_label", "problem",
+           "row_site"]

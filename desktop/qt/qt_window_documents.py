@@ -90,7 +90,7 @@ class QtWindowDocuments(QMainWindow):
         if keys[0] == self.session.current_path and bundle is not None:
             self.panel.set_busy("Reading the X-ray...")
         worker = create_worker(
-            analyze_files, list(keys), bundle, self.session.operating_point, self.predictors, _start=False
+            analyze_files, list(keys), bundle, self.session.decision_point, self.predictors, _start=False
         )
         worker.signals.yielded.connect(self._on_analysis_item)
         worker.signals.errored.connect(lambda exc: self.errors.handle(exc, "Analysing the X-ray"))
@@ -180,8 +180,16 @@ class QtWindowDocuments(QMainWindow):
         analysis = session.analysis(study)
         if analysis is None:
             return
+        if analysis.rejected:  # the input gate: a reason and a code, no result at any operating point
+            self.panel.set_not_assessable(analysis.gate, f"{bundle.card.name} {bundle.card.version}")
+            self.view.clear_heatmap()
+            self.panel.set_heatmap_note("No heatmap: the film was not assessed.")
+            self._update_item(study.path)
+            w._update_actions()
+            w.result_shown.emit(analysis.gate)
+            return
         prediction = session.prediction(study)
-        self.panel.set_prediction(prediction, bundle.card.positive_class)
+        self.panel.set_prediction(prediction, bundle.card.positive_class, analysis.caution)
         w._show_heatmap(analysis)
         self._update_item(study.path)
         w._update_actions()

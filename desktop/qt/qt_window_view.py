@@ -121,7 +121,7 @@ class QtWindowView(QMainWindow):
 
     def _show_current_heatmap(self) -> None:
         analysis = self.session.analysis()
-        if analysis is not None:
+        if analysis is not None and not analysis.rejected:  # a film the input gate rejected has no heatmap
             self._show_heatmap(analysis)
 
     def _on_heatmap_toggled(self, show: bool) -> None:
