@@ -174,3 +174,30 @@ def test_report_states_what_its_figures_rest_on(tmp_path: Path, model_name: str)
     text = flat(pdf_text(sited))
     assert "Threshold set for this site: site 'Clinic South', 31 local normal films" in text
     assert "measured on the training sources" not in text
+
+
+def test_batch_report_of_a_site_scan_quotes_the_site(tmp_path: Path, model_name: str) -> None:  # noqa: F811
+    """`scan --site X --report` puts the site's threshold and figures in the batch PDF, not the card's."""
+    from tests.report_helpers import flat, pdf_text
+
+    normals = _normals(tmp_path / "normals", 30)
+    cal = run_cli("calibrate", "--site", "Clinic West", "--normals", str(normals), "--model", model_name)
+    assert cal.returncode == 0, cal.stderr
+    threshold = json.loads(cal.stdout)["threshold"]
+    films = tmp_path / "films"
+    make_png(films / "a.png", 1)
+    make_png(films / "b.png", 2)
+    out = tmp_path / "out"
+    run = run_cli("scan", str(films), "--out", str(out), "--model", model_name, "--site", "Clinic West",
+                  "--no-progress", "--workers", "0", "--report", str(out / "report.pdf"))
+    assert run.returncode == 0, run.stderr
+    text = flat(pdf_text(out / "report.pdf"))
+    assert "site:Clinic West" in text
+    assert f"threshold {threshold:.2f}" in text
+    assert "Threshold rests on site 'Clinic West', 30 local normal films" in text
+    plain = run_cli("scan", str(films), "--out", str(tmp_path / "plain"), "--model", model_name,
+                    "--no-progress", "--workers", "0", "--report", str(tmp_path / "plain" / "report.pdf"))
+    assert plain.returncode == 0, plain.stderr
+    text = flat(pdf_text(tmp_path / "plain" / "report.pdf"))
+    assert "Threshold rests on no site profile; operating point" in text
+    assert "measured on the training sources" in text

@@ -35,7 +35,7 @@ from . import phi
 from .errors import CXRError
 from .fileio import check_writable
 from .filenames import display_name
-from .report_card import bundle_field, fmt_num, value_with_ci
+from .report_card import as_dict, bundle_field, fmt_num, value_with_ci
 from .report_card import operating_point as card_operating_point
 from .report_images import image_file_jpeg, jpeg_bytes, resample_gray, thumbnail
 from .report_info import (
@@ -287,6 +287,19 @@ def _name(r: Any, folder: str | os.PathLike[str], anonymize: bool) -> tuple[str,
     return (phi.file_label(r.path, anonymize=True) if anonymize else display_name(rel)), rel
 
 
+def _basis(site: Any, bundle: Any, op_name: str) -> str:
+    """What the threshold rests on, in the words the CLI, GUI and study PDF use (desktop.core.site)."""
+    from .site import threshold_basis
+
+    if site is not None:
+        return threshold_basis(site)
+    try:
+        card = getattr(getattr(bundle, "bundle", bundle), "card", None)
+        return threshold_basis(None, bundle, card.operating_point(op_name or None) if card is not None else None)
+    except Exception:  # a stand-in bundle without a typed card, or a row-only name (site:...) without its profile
+        return DASH
+
+
 def write_batch_report(
     path: str | os.PathLike[str],
     results: Iterable[Any],
@@ -303,6 +316,7 @@ def write_batch_report(
     decode_missing: bool = True,
     cmap: str | None = None,
     alpha: float | None = None,
+    site: Any = None,
 ) -> Path:
     """Write the batch-scan PDF: summary, results sorted by p(COVID-19), not assessable, failures, study pages.
 
@@ -335,6 +349,9 @@ def write_batch_report(
     if ok and not operating_point:
         op_name = str(ok[0].result.operating_point or op_name)
     op = card_operating_point(ctx.card, op_name)
+    if site is not None:  # a site profile (desktop.core.site): its threshold and its local figures
+        op = as_dict(site.operating_point())
+        op_name = str(op.get("name") or op_name)
     n_pos = sum(1 for it in ok if str(it.result.label) == ctx.positive_class)
 
     story: list[Flowable] = [
@@ -351,6 +368,7 @@ def write_batch_report(
          + (f" (threshold {fmt_num(threshold)})" if threshold is not None else "")),
         ("Sensitivity", value_with_ci(op.get("sensitivity"), op.get("sensitivity_ci")) or DASH),
         ("Specificity", value_with_ci(op.get("specificity"), op.get("specificity_ci")) or DASH),
+        ("Threshold rests on", _basis(site, bundle, op_name)),
         ("Images", str(len(items))),
         (f"Flagged ({POSITIVE_CLASS_LABEL} pattern)", str(n_pos)),
         ("Not flagged", str(len(ok) - n_pos)),

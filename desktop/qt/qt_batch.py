@@ -95,6 +95,7 @@ class QtBatchWidget(QWidget):
         self.started_at: _dt.datetime | None = None
         self.scan_bundle: Any = None
         self.scan_operating_point: str | None = None
+        self.scan_site: Any = None  # the site profile of the last scan (its threshold and figures go in the PDF)
         #: Decoding processes for the scan (None: the core's default).
         self.decode_workers: int | None = None
         #: The running scan's progress (written by the scan's thread, read by the timer).
@@ -339,7 +340,7 @@ class QtBatchWidget(QWidget):
             self.saved_label.setToolTip(str(state.results_csv))
         state.positive_class = self.model.positive_class = bundle.card.positive_class
         state.finished = state.cancelled = False
-        self.scan_bundle, self.scan_operating_point = bundle, op
+        self.scan_bundle, self.scan_operating_point, self.scan_site = bundle, op, site
         self.cancel_token = CancelToken()
         self.started_at = _dt.datetime.now().astimezone()
         self._ignored = []
@@ -521,7 +522,7 @@ class QtBatchWidget(QWidget):
             started=self.started_at or _dt.datetime.now().astimezone(), info=info,
             study_pages=self.study_pages.isChecked(), anonymize=self.anonymize.isChecked(),
             overwrite=overwrite, predictor=lambda: self.predictors.get(bundle),  # the scan's cached model
-            _start=False,
+            site=self.scan_site if bundle is self.scan_bundle else None, _start=False,
         )
         worker.signals.returned.connect(lambda p: self.status.setText(f"PDF report saved as {p}."))
         worker.signals.errored.connect(lambda exc: self.errors.handle(exc, "Saving the PDF report"))

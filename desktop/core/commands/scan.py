@@ -207,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
             predictor=loaded.predictor,  # the scan's own model: the report builds none (heatmap PNGs reused)
             anonymize=args.anonymize,
             overwrite=args.overwrite,
+            site=profile,
         )
         audit.record("report", model=loaded.name, model_version=loaded.version, model_sha256=loaded.sha256,
                      operating_point=loaded.operating_point, threshold=loaded.threshold,
