@@ -151,9 +151,9 @@ def _shoot(out: Path, tmp: Path, width: int, height: int) -> int:
         model_dirs_arg = [(tiny, "user")]
 
     samples = REPO / "assets" / "samples"
-    covid = samples / "ieee8023__41182_2020_203_Fig3_HTML.jpg"
+    covid = samples / "ieee8023__41182_2020_203_Fig4_HTML.jpg"
     normal = samples / "shenzhen__CHNCXR_0001_0.png"
-    other = samples / "ieee8023__12941_2020_358_Fig1_HTML.jpg"
+    other = samples / "ieee8023__41182_2020_203_Fig3_HTML.jpg"
 
     w = QtMainWindow(settings, show_notice=False, model_dirs=model_dirs_arg)
     suffix = f"_{width}x{height}.png"
@@ -162,11 +162,15 @@ def _shoot(out: Path, tmp: Path, width: int, height: int) -> int:
     w.show()
     wait_until(lambda: w._models_known and not w.is_busy())
 
-    # 1. Main window: three images opened, one shown with its heatmap.
+    # 1. Main window: three images opened, a positive one shown with its heatmap (a negative's is
+    #    held back unless asked for: the tiny bundle calls every sample negative, and then that shows).
     w.open_files([normal, other, covid])
     wait_until(lambda: all(s.analyses for s in w.studies.values()) and not w.is_busy())
-    w._select_path(str(covid.absolute()))
-    wait_until(lambda: w.current_prediction() is not None and w.view.has_heatmap())
+    positive = w.current_bundle().card.positive_class
+    shown = next((p for p in (covid, other) if w.session.prediction(w.studies[str(p.absolute())]).label == positive),
+                 covid)
+    w._select_path(str(shown.absolute()))
+    wait_until(lambda: w.current_path == str(shown.absolute()) and w.has_analysis())
     save(w, out / ("main_window" + suffix))
 
     # 2. Report dialog, filled in as a nurse would, with the page-1 preview.

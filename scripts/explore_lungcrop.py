@@ -51,7 +51,7 @@ def unet(size: int = SIZE):  # type: ignore[no-untyped-def]
         skips.append(x)
         x = layers.MaxPooling2D()(x)
     x = layers.Conv2D(128, 3, padding="same", activation="relu")(x)
-    for f, s in zip((64, 32, 16), reversed(skips)):
+    for f, s in zip((64, 32, 16), reversed(skips), strict=True):
         x = layers.UpSampling2D()(x)
         x = layers.Concatenate()([x, s])
         x = layers.Conv2D(f, 3, padding="same", activation="relu")(x)
@@ -137,7 +137,7 @@ def crop_all(model, files: list[tuple[Path, Path]]) -> dict[str, int]:  # type: 
             return
         xin = np.stack([norm(small(px)) for _, _, px in batch])[..., None]
         masks = model.predict(xin, verbose=0)[..., 0] > 0.5
-        for (src, dst, px), m in zip(batch, masks):
+        for (_src, dst, px), m in zip(batch, masks, strict=True):
             box = lung_box(m)
             h, w = px.shape
             if box is None:

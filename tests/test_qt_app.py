@@ -31,7 +31,10 @@ def test_open_png_and_dicom_show_result_and_heatmap(qtbot, main_window, sample_p
     pred = w.current_prediction()
     assert 0.0 <= pred.p_covid <= 1.0
     assert pred.model == "tiny-mobilenet"
-    assert w.view.heatmap_shown()
+    negative = pred.label != "covid"  # the tiny model calls every sample negative at "balanced"
+    assert w.view.has_heatmap()
+    assert w.view.heatmap_shown() != negative  # a negative's map is held back unless asked for
+    assert w.view.heatmap_held() == negative
     assert "probability of COVID-19" in w.panel.probability.text()
     assert w.panel.decision.text().startswith(("COVID-19 pattern", "No COVID-19 pattern"))
     assert w.act_report.isEnabled()
@@ -56,6 +59,8 @@ def test_heatmap_toggle_opacity_and_colormap(qtbot, main_window, sample_png):
     w = main_window
     w.open_files([sample_png])
     wait_result(qtbot, w)
+    w.panel.heat_below.setChecked(True)  # the sample is negative: ask for its map
+    assert w.view.heatmap_shown()
     w.panel.heat_check.setChecked(False)
     assert not w.view.heatmap_shown()
     assert not w.act_heatmap.isChecked()

@@ -116,15 +116,16 @@ def main_window(qtbot, qt_settings, qt_bundles):
 
 
 def wait_result(qtbot, window, path: Path | None = None, timeout: int = 60000) -> None:
-    """Wait until the shown image has its result and heatmap (for ``path`` if given)."""
+    """Wait until the shown image's analysis is done and shown (for ``path`` if given).
+
+    Done: the result in the panel and the heatmap made, drawn or not (a
+    negative result's map is held back unless asked for).
+    """
 
     def ready() -> bool:
         if path is not None and window.current_path != str(Path(path).absolute()):
             return False
-        if window.current_prediction() is None or window.is_busy():
-            return False
-        analysis = window.current_study().analyses[window.model_name]
-        return window.view.has_heatmap() or analysis.heatmap.empty
+        return window.has_analysis()
 
     qtbot.waitUntil(ready, timeout=timeout)
 

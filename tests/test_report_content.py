@@ -13,6 +13,7 @@ import pytest
 from desktop.core import imaging
 from desktop.core.batch import ScanResult
 from desktop.core.imaging import load_xray
+from desktop.core.overlay import HIDDEN_BELOW_THRESHOLD
 from desktop.core.report import (
     BatchItem,
     ReportInfo,
@@ -109,7 +110,7 @@ def test_negative_heatmap_hidden_unless_asked(tmp_path: Path, png_path: Path) ->
     xray = load_xray(png_path)
     neg = FakePrediction(p_covid=0.1, label="normal", probabilities={"covid": 0.1, "normal": 0.9})
     out = _report(tmp_path, xray, ReportInfo(analysed_at=WHEN), prediction=neg)
-    assert "overlay not shown" in flat(pdf_text(out))
+    assert HIDDEN_BELOW_THRESHOLD in flat(pdf_text(out))
     assert len([im for im in placed_images(out) if im.page == 1]) == 2  # the film twice, no overlay
     shown = write_study_report(tmp_path / "s.pdf", xray, neg, FakeHeatmap(), FakeBundle(),
                                ReportInfo(show_heatmap_below_threshold=True, analysed_at=WHEN))
@@ -172,7 +173,7 @@ def test_batch_reuses_what_the_scan_made_and_opens_no_file(tmp_path: Path, monke
                              started=WHEN, study_pages=True, predictor=NoModel(), decode_missing=False)
     text = flat(pdf_text(out))
     assert "Heatmap as written by the scan" in text  # a's page shows the scan's PNG
-    assert "overlay not shown" in text  # b is negative: its map is hidden
+    assert HIDDEN_BELOW_THRESHOLD in text  # b is negative: its map is hidden
     assert text.count("Findings and recommendation") == 2  # one findings box per study page
 
 

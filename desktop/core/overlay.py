@@ -13,7 +13,9 @@ means the same evidence on every film. Only the upper part of that scale
 (from :data:`DRAW_FROM`) is drawn; below it the film shows untinted, so a
 clear negative shows no colour at all. :func:`lung_fraction` says how much of
 the map lies inside the lung fields. The one word for it, in the GUI and the
-PDF, is :data:`WORD` ("influence").
+PDF, is :data:`WORD` ("influence"). A negative result's map is not drawn
+unless asked for (:data:`SHOW_BELOW_THRESHOLD`); the GUI and the PDF say why
+in the same words (:data:`HIDDEN_BELOW_THRESHOLD`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ DEFAULT_LABELS = (f"low {WORD}", f"high {WORD}")
 SCALE_TITLE = f"Grad-CAM {WORD} (fixed scale 0\u20131)"
 #: Only values from here up (on the fixed 0-1 scale) are drawn by default.
 DRAW_FROM = 0.5
+#: Why a negative result's heatmap is not drawn unless asked for: the same sentence in the GUI and the PDF.
+HIDDEN_BELOW_THRESHOLD = f"Grad-CAM heatmap not shown: the score is below the threshold, so no region's {WORD} led to a flag."
+#: The option that draws it anyway (the result panel, the report dialog; ``--heatmap-below-threshold``).
+SHOW_BELOW_THRESHOLD = "Show the heatmap for a negative result too"
 #: Width of the soft edge above DRAW_FROM (no hard contour line on the film).
 _RAMP = 0.06
 #: Colour maps cut short of their end (fraction of the range kept): hot end visible on grey.
@@ -311,7 +317,9 @@ __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_CMAP",
     "DRAW_FROM",
+    "HIDDEN_BELOW_THRESHOLD",
     "LUNG_BOXES",
+    "SHOW_BELOW_THRESHOLD",
     "WORD",
     "lung_fraction",
     "lung_sentence",

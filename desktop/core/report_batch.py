@@ -35,6 +35,7 @@ from . import phi
 from .errors import CXRError
 from .fileio import check_writable
 from .filenames import display_name
+from .overlay import HIDDEN_BELOW_THRESHOLD
 from .report_card import as_dict, bundle_field, fmt_num, value_with_ci
 from .report_card import operating_point as card_operating_point
 from .report_images import image_file_jpeg, jpeg_bytes, resample_gray, thumbnail
@@ -516,7 +517,7 @@ def _picture_page(ctx: Ctx, row: _Row, info: ReportInfo, prediction: Any, png: s
         out.append(ImageBox(jpg, w2, h2))
     out.append(para("Heatmap as written by the scan (fixed scale; only its upper part is drawn)."
                     if positive or info.show_heatmap_below_threshold else
-                    "Heatmap not shown: the score is below the threshold.", st.caption))
+                    HIDDEN_BELOW_THRESHOLD, st.caption))
     out += findings_section(ctx, height=20 * mm)
     return out
 

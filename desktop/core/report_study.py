@@ -98,7 +98,7 @@ def patient_section(ctx: Ctx, p: Patient, info: ReportInfo, *, anonymize: bool) 
 def images_section(ctx: Ctx, image: XRay | np.ndarray, heatmap: Any, *, window: Window | None, max_h: float,
                    dpi: int, draw: bool, warnings: tuple[str, ...] = (), window_text: str = "") -> list[Flowable]:
     """The film and its heatmap side by side, the colour bar with its scale, the lung-field share."""
-    from .overlay import DRAW_FROM, WORD, lung_sentence
+    from .overlay import DRAW_FROM, HIDDEN_BELOW_THRESHOLD, WORD, lung_sentence
 
     st = ctx.st
     gap = 6 * mm
@@ -121,8 +121,7 @@ def images_section(ctx: Ctx, image: XRay | np.ndarray, heatmap: Any, *, window: 
         right = [para("No heatmap was made for this file.", st.caption)]
     else:
         right = [ImageBox(gray_jpg, w_pt, h_pt), Spacer(1, 1.5 * mm),
-                 para(f"Grad-CAM overlay not shown: the score is below the threshold, so no region's {WORD} "
-                      "led to a flag (it can be shown on request)", st.caption)]
+                 para(f"{HIDDEN_BELOW_THRESHOLD} It can be shown on request.", st.caption)]
     table = Table([[left, right]], colWidths=[box_w + gap / 2, box_w + gap / 2])
     table.setStyle(table_style([
         ("VALIGN", (0, 0), (-1, -1), "TOP"),

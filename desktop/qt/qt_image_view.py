@@ -82,6 +82,7 @@ class QtImageView(QGraphicsView):
         self._fit_mode = True
         self._wl_start: tuple[QPoint, Window] | None = None
         self._heat_visible = True
+        self._heat_held = False
         self._placeholder = "Open a chest X-ray: File > Open (Ctrl+O), or drop a file here."
 
     # --- content ----------------------------------------------------------
@@ -138,8 +139,12 @@ class QtImageView(QGraphicsView):
         return out
 
     # --- heatmap ----------------------------------------------------------
-    def set_heatmap(self, rgba: np.ndarray | None) -> None:
-        """An RGBA (or RGB) heatmap image; stretched over the whole X-ray."""
+    def set_heatmap(self, rgba: np.ndarray | None, *, held: bool = False) -> None:
+        """An RGBA (or RGB) heatmap image; stretched over the whole X-ray.
+
+        ``held``: keep it but do not draw it (a negative result's map, until
+        the user asks for it: :meth:`set_heatmap_held`).
+        """
         if rgba is None or self._xray is None:
             self.clear_heatmap()
             return
@@ -149,21 +154,37 @@ class QtImageView(QGraphicsView):
         self._heat_item.setTransform(
             self._heat_item.transform().fromScale(w / max(pix.width(), 1), h / max(pix.height(), 1))
         )
-        self._heat_item.setVisible(self._heat_visible)
+        self._heat_held = held
+        self._update_heat_visibility()
 
     def clear_heatmap(self) -> None:
         self._heat_item.setPixmap(QPixmap())
+        self._heat_held = False
         self._heat_item.setVisible(False)
 
     def has_heatmap(self) -> bool:
+        """A heatmap is in place (drawn, switched off or held back)."""
         return not self._heat_item.pixmap().isNull()
 
     def heatmap_shown(self) -> bool:
+        """The heatmap is drawn on the film."""
         return self.has_heatmap() and self._heat_item.isVisible()
 
+    def heatmap_held(self) -> bool:
+        """A heatmap is in place but held back (a negative result's)."""
+        return self.has_heatmap() and self._heat_held
+
     def set_heatmap_visible(self, visible: bool) -> None:
+        """The user's switch: show heatmaps or not."""
         self._heat_visible = visible
-        self._heat_item.setVisible(visible and self.has_heatmap())
+        self._update_heat_visibility()
+
+    def set_heatmap_held(self, held: bool) -> None:
+        self._heat_held = held
+        self._update_heat_visibility()
+
+    def _update_heat_visibility(self) -> None:
+        self._heat_item.setVisible(self._heat_visible and not self._heat_held and self.has_heatmap())
 
     def set_heatmap_opacity(self, opacity: float) -> None:
         self._heat_item.setOpacity(min(max(opacity, 0.0), 1.0))

@@ -196,6 +196,7 @@ class QtMainWindow(QtWindowActions, QtWindowDocuments, QtWindowView):
         self.panel.model_selected.connect(self.set_model)
         self.panel.operating_point_selected.connect(self.set_operating_point)
         self.panel.heatmap_toggled.connect(self._on_heatmap_toggled)
+        self.panel.heatmap_below_toggled.connect(self._on_heatmap_below_toggled)
         self.panel.opacity_changed.connect(self._on_opacity)
         self.panel.colormap_changed.connect(self._on_colormap)
         self.panel.model_card_requested.connect(self.show_model_card)

@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.imaging import Window, XRay
+from desktop.core.overlay import SHOW_BELOW_THRESHOLD
 
 from .qt_dicom_results import add_dicom_results_option
 from .qt_errors import QtErrorHandler
@@ -335,8 +336,9 @@ class QtReportDialog(QDialog):
         self.attach_original.setToolTip("The doctor can open the original (e.g. the DICOM) in their own viewer. "
                                         "Not with Anonymise: the file carries the patient's data.")
         self.full_page_film = QCheckBox("Add a page with the film at full page size")
-        self.heatmap_below = QCheckBox("Show the heatmap for a negative result too")
+        self.heatmap_below = QCheckBox(SHOW_BELOW_THRESHOLD)
         self.heatmap_below.setToolTip("Hidden by default: below the threshold no region led to a flag")
+        self.heatmap_below.setChecked(bool(getattr(settings, "heatmap_below_threshold", False)))  # as on screen
         cf.addRow("", self.attach_original)
         cf.addRow("", self.full_page_film)
         cf.addRow("", self.heatmap_below)

@@ -24,6 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core.overlay import SHOW_BELOW_THRESHOLD
+
 from .qt_image_view import rgb_to_qimage
 from .qt_settings import COLORMAPS
 
@@ -155,6 +157,8 @@ class QtResultPanel(QWidget):
     model_selected = Signal(str)
     operating_point_selected = Signal(str)
     heatmap_toggled = Signal(bool)
+    #: "Show the heatmap for a negative result too" changed.
+    heatmap_below_toggled = Signal(bool)
     opacity_changed = Signal(float)
     colormap_changed = Signal(str)
     model_card_requested = Signal()
@@ -242,6 +246,12 @@ class QtResultPanel(QWidget):
         self.heat_check.setChecked(True)
         self.heat_check.setToolTip("Colour the regions that most influenced the COVID-19 score (H)")
         self.heat_check.toggled.connect(self.heatmap_toggled)
+        # offered under the note while the result is negative (a positive's map is always drawn)
+        self.heat_below = QCheckBox(SHOW_BELOW_THRESHOLD)
+        self.heat_below.setToolTip("Off: a result below the threshold shows no heatmap (no region's influence "
+                                   "led to a flag), as in the PDF report. Remembered.")
+        self.heat_below.setVisible(False)
+        self.heat_below.toggled.connect(self.heatmap_below_toggled)
         row = QHBoxLayout()
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
@@ -289,6 +299,7 @@ class QtResultPanel(QWidget):
         hl.addWidget(self.colorbar)
         hl.addLayout(ends)
         hl.addWidget(self.heat_note)
+        hl.addWidget(self.heat_below)
 
         self.disclaimer = disclaimer = QLabel(
             "Decision support only, not a diagnosis. A clinician must review the X-ray "
@@ -412,6 +423,7 @@ class QtResultPanel(QWidget):
         self.probability.setText("")
         self.model_used.setText("")
         self._set_assessable(True, False)
+        self.offer_heatmap_below(False)
         self.content_changed.emit()
 
     def set_busy(self, message: str) -> None:
@@ -496,14 +508,22 @@ class QtResultPanel(QWidget):
         self.heat_note.setText(text)
         self.content_changed.emit()
 
-    def set_heatmap_settings(self, show: bool, opacity: float, colormap: str) -> None:
-        for w in (self.heat_check, self.opacity, self.cmap_combo):
+    def offer_heatmap_below(self, offer: bool) -> None:
+        """Show "Show the heatmap for a negative result too" (while the shown result is negative) or not."""
+        if self.heat_below.isVisibleTo(self) != offer:
+            self.heat_below.setVisible(offer)
+            self.content_changed.emit()
+
+    def set_heatmap_settings(self, show: bool, opacity: float, colormap: str, below_threshold: bool = False) -> None:
+        widgets = (self.heat_check, self.heat_below, self.opacity, self.cmap_combo)
+        for w in widgets:
             w.blockSignals(True)
         self.heat_check.setChecked(show)
+        self.heat_below.setChecked(below_threshold)
         self.opacity.setValue(round(opacity * 100))
         idx = self.cmap_combo.findData(colormap)
         self.cmap_combo.setCurrentIndex(max(idx, 0))
-        for w in (self.heat_check, self.opacity, self.cmap_combo):
+        for w in widgets:
             w.blockSignals(False)
 
 

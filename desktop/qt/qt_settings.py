@@ -16,6 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.overlay import COLORBLIND_SAFE as _CORE_COLORBLIND_SAFE
+from desktop.core.overlay import SHOW_BELOW_THRESHOLD
 
 ORGANIZATION = "CXRScreener"
 APPLICATION = "CXR Screener"
@@ -204,6 +206,15 @@ class AppSettings:
     def show_heatmap(self, value: bool) -> None:
         self._set("heatmap/show", "true" if value else "false")
 
+    @property
+    def heatmap_below_threshold(self) -> bool:
+        """Draw the heatmap of a negative result too (off: hidden, the panel says why)."""
+        return self._str("heatmap/below_threshold", "false").lower() in ("1", "true", "yes")
+
+    @heatmap_below_threshold.setter
+    def heatmap_below_threshold(self, value: bool) -> None:
+        self._set("heatmap/below_threshold", "true" if value else "false")
+
     # --- folders and files --------------------------------------------------
     def last_folder(self, kind: str) -> str:
         """The last folder used for ``kind`` ("open", "batch", "report", "export")."""
@@ -307,8 +318,11 @@ class QtSettingsDialog(QDialog):
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(round(settings.heatmap_opacity * 100))
+        self.below_threshold = QCheckBox(SHOW_BELOW_THRESHOLD)
+        self.below_threshold.setChecked(settings.heatmap_below_threshold)
         hform.addRow("&Colours:", self.colormap)
         hform.addRow("O&pacity:", self.opacity)
+        hform.addRow("", self.below_threshold)
 
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -350,6 +364,7 @@ class QtSettingsDialog(QDialog):
         s.models_folder = self.models_folder.text().strip()
         s.colormap = str(self.colormap.currentData())
         s.heatmap_opacity = self.opacity.value() / 100.0
+        s.heatmap_below_threshold = self.below_threshold.isChecked()
         super().accept()
 
 

@@ -2,6 +2,10 @@
 
 A mixin of :class:`desktop.qt.qt_main_window.QtMainWindow`; the heatmap's
 colours come from the core (:mod:`desktop.core.overlay` via the bridge).
+A negative result's heatmap is made but held back unless the user asks for
+it (``AppSettings.heatmap_below_threshold``), as in the PDF report; the
+decision is re-made at each change of operating point or site, and so is
+whether the map is drawn.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 from PySide6.QtWidgets import QMainWindow
 
 from desktop.core.imaging import Window
+from desktop.core.overlay import HIDDEN_BELOW_THRESHOLD
 
 from . import _core_bridge as bridge
 from .qt_settings import COLORBLIND_SAFE
@@ -82,7 +87,7 @@ class QtWindowView(QMainWindow):
 
     def _apply_heatmap_settings(self) -> None:
         s = self.settings
-        self.panel.set_heatmap_settings(s.show_heatmap, s.heatmap_opacity, s.colormap)
+        self.panel.set_heatmap_settings(s.show_heatmap, s.heatmap_opacity, s.colormap, s.heatmap_below_threshold)
         self.view.set_heatmap_visible(s.show_heatmap)
         self.view.set_heatmap_opacity(s.heatmap_opacity)
         self._colormap = s.colormap
@@ -101,33 +106,61 @@ class QtWindowView(QMainWindow):
 
     def _show_heatmap(self, analysis: bridge.Analysis) -> None:
         self._update_colorbar()
-        if getattr(analysis.heatmap, "empty", False):
+        empty = bool(getattr(analysis.heatmap, "empty", False))
+        self.panel.offer_heatmap_below(self._is_negative() and not empty)
+        if empty:
             # Grad-CAM found no region that raises the score: an all-cold overlay would mislead.
             self.view.clear_heatmap()
             self.panel.set_heatmap_note(
                 "No heatmap for this image: no region of the X-ray raised the COVID-19 score."
             )
             return
+        held = self._held_below_threshold()
         try:
-            self.view.set_heatmap(bridge.colorize(analysis.heat, self._colormap))
+            self.view.set_heatmap(bridge.colorize(analysis.heat, self._colormap), held=held)
         except Exception as exc:
             self.errors.handle(exc, "Drawing the heatmap")
             self.view.clear_heatmap()
             return
-        # on the fixed scale only strong influence is drawn (a negative's map is mostly not drawn at all);
-        # how much of it lies in the lung fields, with a warning when most lies outside
+        if held:  # the PDF's sentence (the option to draw it anyway is offered below); no lung share of a hidden map
+            self.panel.set_heatmap_note(HIDDEN_BELOW_THRESHOLD)
+            return
+        # on the fixed scale only strong influence is drawn; how much of it lies in the lung fields,
+        # with a warning when most lies outside
         lung_text, warn = analysis.lung_note()
         self.panel.set_heatmap_note(f"{self._colour_note} " + ("Warning: " if warn else "") + lung_text)
 
+    def _is_negative(self) -> bool:
+        """The shown result is negative at the chosen operating point (or site)."""
+        prediction = self.session.prediction()
+        bundle = self.session.bundle
+        return prediction is not None and bundle is not None and prediction.label != bundle.card.positive_class
+
+    def _held_below_threshold(self) -> bool:
+        """The shown result is negative and its map was not asked for."""
+        return not self.settings.heatmap_below_threshold and self._is_negative()
+
     def _show_current_heatmap(self) -> None:
         analysis = self.session.analysis()
-        if analysis is not None and not analysis.rejected:  # a film the input gate rejected has no heatmap
+        if analysis is not None and not analysis.rejected and self.view.xray is not None:  # a rejected film has no heatmap
             self._show_heatmap(analysis)
+
+    def has_analysis(self) -> bool:
+        """The shown film's result is in place: its heatmap made (drawn or held back) or found empty."""
+        w: Any = self
+        analysis = self.session.analysis()
+        if analysis is None or w.is_busy() or self.session.prediction() is None:
+            return False
+        return bool(self.view.has_heatmap() or getattr(analysis.heatmap, "empty", False))
 
     def _on_heatmap_toggled(self, show: bool) -> None:
         self.view.set_heatmap_visible(show)
         self.act_heatmap.setChecked(show)
         self.settings.show_heatmap = show
+
+    def _on_heatmap_below_toggled(self, show: bool) -> None:
+        self.settings.heatmap_below_threshold = show
+        self._show_current_heatmap()
 
     def _toggle_heatmap_action(self, checked: bool) -> None:
         self.panel.heat_check.setChecked(checked)
@@ -140,7 +173,6 @@ class QtWindowView(QMainWindow):
         self._colormap = name
         self.settings.colormap = name
         self._update_colorbar()
-        self._show_current_heatmap()
 
 
 __all__ = ["QtWindowView"]
