@@ -100,8 +100,8 @@ class QtWindowView(QMainWindow):
             log.warning("colour bar not available: %s", exc)
             self.panel.set_colorbar(None)
         safe = "colour-blind safe" if self._colormap in COLORBLIND_SAFE else "not colour-blind safe"
-        self._colour_note = (f"Warm colours mark regions that raised the COVID-19 score ({safe}; change under "
-                             "Colours). If they lie outside the lungs, distrust the result.")
+        self._colour_head = f"Warm colours mark regions that raised the COVID-19 score ({safe}; change under Colours)."
+        self._colour_note = self._colour_head + " If they lie outside the lungs, distrust the result."
         self.panel.set_heatmap_note(self._colour_note)
 
     def _show_heatmap(self, analysis: bridge.Analysis) -> None:
@@ -128,7 +128,8 @@ class QtWindowView(QMainWindow):
         # on the fixed scale only strong influence is drawn; how much of it lies in the lung fields,
         # with a warning when most lies outside
         lung_text, warn = analysis.lung_note()
-        self.panel.set_heatmap_note(f"{self._colour_note} " + ("Warning: " if warn else "") + lung_text)
+        # with the warning, the general advice would say the same again (and push the disclaimer off a laptop screen)
+        self.panel.set_heatmap_note(f"{self._colour_head} Warning: {lung_text}" if warn else f"{self._colour_note} {lung_text}")
 
     def _is_negative(self) -> bool:
         """The shown result is negative at the chosen operating point (or site)."""
