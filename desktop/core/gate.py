@@ -198,13 +198,22 @@ def _tags_say_chest(xray: XRay) -> bool:
     return xray.format == "dicom" and part in CHEST_BODY_PARTS
 
 
-def check(xray: XRay, features: np.ndarray | None = None, *, stats: Any = None) -> GateResult:
-    """Gate one loaded X-ray: tags, then pixels, then (with ``features`` and ``stats``) the learnt check."""
-    if xray.format == "dicom":
-        res = check_tags(xray.metadata)
-        if res.rejected:
-            return res
-    res = check_pixels(xray.pixels)
+def check(xray: XRay, features: np.ndarray | None = None, *, stats: Any = None,
+          passed: GateResult | None = None) -> GateResult:
+    """Gate one loaded X-ray: tags, then pixels, then (with ``features`` and ``stats``) the learnt check.
+
+    ``passed``: what an earlier call without features returned for this film (tags and pixels
+    passed), so that a caller which needs that verdict before running the model (the GUI's
+    ``analyze``) does not check them twice.
+    """
+    if passed is not None:
+        res = passed
+    else:
+        if xray.format == "dicom":
+            res = check_tags(xray.metadata)
+            if res.rejected:
+                return res
+        res = check_pixels(xray.pixels)
     if res.rejected or features is None or stats is None or _tags_say_chest(xray):
         return res
     return check_learnt(features, stats)

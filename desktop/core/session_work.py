@@ -117,7 +117,7 @@ def analyze(xray: XRay, predictor: Any, operating_point: Any, input_stats: Any =
     if verdict.rejected:
         return Analysis.not_assessable(verdict, predictor)
     fmap, probs = predictor.forward_raw(predictor.preprocess(xray)[None])
-    verdict = check(xray, fmap, stats=input_stats)
+    verdict = check(xray, fmap, stats=input_stats, passed=verdict)  # the learnt check only
     if verdict.rejected:
         return Analysis.not_assessable(verdict, predictor)
     prediction, heatmap = predictor.explain_outputs(fmap, probs, operating_point)

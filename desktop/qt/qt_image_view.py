@@ -143,7 +143,7 @@ class QtImageView(QGraphicsView):
         """An RGBA (or RGB) heatmap image; stretched over the whole X-ray.
 
         ``held``: keep it but do not draw it (a negative result's map, until
-        the user asks for it: :meth:`set_heatmap_held`).
+        the user asks for it, when the window sets it again unheld).
         """
         if rgba is None or self._xray is None:
             self.clear_heatmap()
@@ -177,10 +177,6 @@ class QtImageView(QGraphicsView):
     def set_heatmap_visible(self, visible: bool) -> None:
         """The user's switch: show heatmaps or not."""
         self._heat_visible = visible
-        self._update_heat_visibility()
-
-    def set_heatmap_held(self, held: bool) -> None:
-        self._heat_held = held
         self._update_heat_visibility()
 
     def _update_heat_visibility(self) -> None:
