@@ -65,17 +65,24 @@ def card_figures(model: Any, dataset: Dataset, *, check: Dataset | None = None,
     ``model.operating_points``) and compute the card's additions. Returns ``{"validation_scores",
     "validation_by_threshold", "check_set"}`` (``check_set``: the exported model's share of the check
     set's normals called COVID-19 and their mean p(covid), at every operating point)."""
-    from .train import POSITIVE, predict_dataset
+    from .train import POSITIVE, new_site_operating_points, predict_dataset
 
-    va = np.asarray(model.split.val)
+    va = model.operating_set
     out: dict[str, Any] = {}
     if len(va):
         y = dataset.labels(POSITIVE)[va]
         pats = dataset.patients()[va]
         p = predict_dataset(model, dataset, va, cache_dir=cache_dir)
-        if len(set(y.tolist())) == 2:
+        if model.operating_index:
+            model.operating_points = new_site_operating_points(dataset, va, p, n_boot=n_boot)
+        elif len(set(y.tolist())) == 2:
             model.operating_points = choose_operating_points(y, p, pats, n_boot=n_boot)
         out["validation_scores"] = validation_scores(y, p, pats)
+        if model.operating_index:
+            srcs = sorted({dataset.records[i].source for i in va})
+            out["validation_scores"]["description"] += (
+                f" Here the validation images are the films the operating points were chosen on: {len(va)} films "
+                f"of {', '.join(srcs)}, sources the model was not trained on.")
         out["validation_by_threshold"] = by_threshold(y, p, pats, n_boot=min(n_boot, 500))
     if check is not None:
         pc = predict_dataset(model, check, cache_dir=cache_dir)

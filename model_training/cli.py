@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="linear probe vs paper vs ours: random split and leave-one-source-out")
     _add_data(c)
     _add_backbone(c)
-    c.add_argument("--recipes", default="linear_probe,paper,paper_aug,ours_frozen,ours,ours_spatial,ours_mixed")
+    c.add_argument("--recipes", default="linear_probe,paper,paper_aug,ours_frozen,ours,ours_spatial,ours_mixed,ours_xsite")
     c.add_argument("--out", required=True)
     c.add_argument("--n-boot", type=int, default=1000)
     c.add_argument("--protocols", default="random,loso", help="random and/or loso (default %(default)s)")

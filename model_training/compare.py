@@ -127,6 +127,9 @@ def run_protocol(dataset: Dataset, recipe: Recipe, *, protocol: str, architectur
             check_scores = (predict_dataset(model, check, cache_dir=cache_dir), check.patients())
         res["new_site"] = fold_new_site(dataset, model.split, p, res["overall"]["threshold"], check=check_scores,
                                         n_boot=n_boot)
+        if model.operating_index:  # the threshold came from other films of these (untrained) sources
+            res["new_site"]["operating_point_sources"] = sorted(
+                {dataset.records[i].source for i in model.operating_index})
         out["folds"][name] = res
         y = dataset.labels(POSITIVE)[np.array(split.test)]
         if plot_dir is not None and len(set(y.tolist())) == 2:
@@ -220,7 +223,7 @@ def compare(dataset: Dataset, recipes: Sequence[Recipe], *, out_dir: str | os.Pa
 
 def _write(out: Path, results: dict[str, Any], dataset: Dataset, architecture: str, weights: str | None,
            seed: int, n_boot: int) -> None:
-    order = ["linear_probe", "paper", "paper_aug", "ours_frozen", "ours", "ours_spatial", "ours_mixed"]
+    order = ["linear_probe", "paper", "paper_aug", "ours_frozen", "ours", "ours_spatial", "ours_mixed", "ours_xsite"]
     results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     (out / "comparison.json").write_text(json.dumps(results, indent=1, default=float))
     md = ["# Recipe comparison", "",

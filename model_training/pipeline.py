@@ -34,7 +34,10 @@ def evaluate_model(model: TrainedModel, dataset: Dataset, *, cache_dir: str | os
     ops = {op.name: op.threshold for op in model.operating_points} or {"balanced": 0.5}
     default_thr = ops.get(DEFAULT_OPERATING_POINT, 0.5)
     out: dict[str, Any] = {}
-    for part, index in (("validation", model.split.val), ("test", model.split.test)):
+    parts = [("validation", model.split.val), ("test", model.split.test)]
+    if model.operating_index:  # films of sources outside training, where the operating points were chosen
+        parts.insert(1, ("operating_set", model.operating_index))
+    for part, index in parts:
         if not index:
             continue
         idx = np.asarray(index)

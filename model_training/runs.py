@@ -58,6 +58,7 @@ def save_run(model: TrainedModel, out_dir: str | os.PathLike[str], dataset: Data
         "feature_shape": list(model.head.inputs[0].shape[1:]),
         "temperature": model.temperature,
         "operating_points": [op.to_dict() for op in model.operating_points],
+        "operating_index": list(model.operating_index),
         "split": {"train": list(model.split.train), "val": list(model.split.val), "test": list(model.split.test),
                   "seed": model.split.seed, "description": model.split.description,
                   "files": model.split.to_dict(dataset)},
@@ -121,5 +122,6 @@ def load_run(run_dir: str | os.PathLike[str], *, weights: str | None = None) -> 
                                                              "specificity_ci": tuple(op["specificity_ci"])})
                                            for op in info["operating_points"]],
                          split=split, history=info["history"], seed=info["seed"], feature_layer=feature_layer,
-                         finetuned_layers=tuple(info.get("finetuned_layers", ())))
+                         finetuned_layers=tuple(info.get("finetuned_layers", ())),
+                         operating_index=tuple(info.get("operating_index", ())))
     return model, info

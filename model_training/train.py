@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 CLASS_NAMES = ("covid", "normal")
 POSITIVE = "covid"
 MIN_STRATUM = 100  # source balancing: strata smaller than this are weighted as if this big
+OPERATING_SOURCES = ("validation", "new_sites")  # Recipe.operating_sources
+COLLAPSE_AUROC = 0.6  # a head whose best validation AUROC stays below this has collapsed
+COLLAPSE_RETRIES = 2
 
 
 class NoTrainingSourceError(ValueError):
@@ -57,6 +60,13 @@ class TrainedModel:
     seed: int = 0
     feature_layer: str = ""        # where cached features are taken ("": ``layer``); earlier when fine-tuning
     finetuned_layers: tuple[str, ...] = ()  # backbone layers whose weights were trained (in ``head``)
+    # where the operating points were chosen when not on ``split.val`` (recipe.operating_sources "new_sites")
+    operating_index: tuple[int, ...] = ()
+
+    @property
+    def operating_set(self) -> np.ndarray:
+        """Indices of the films the operating points are chosen on: ``operating_index``, else validation."""
+        return np.asarray(self.operating_index or self.split.val, dtype=int)
 
     @property
     def cache_layer(self) -> str:
@@ -214,18 +224,33 @@ def fit_keras_head(x_versions: list[np.ndarray], y_tr: np.ndarray, w_tr: np.ndar
     """Train the head with Adam on cached features; each epoch draws one version per image."""
     import keras
 
-    keras.utils.set_random_seed(seed)
     shape = x_versions[0].shape[1:]
-    inp = keras.Input(shape=shape, name="pooled_features" if pooled else "feature_map")
-    out = apply_head(inp, recipe.head, hidden=recipe.hidden, dropout=recipe.dropout, l2=recipe.l2,
-                     pooled_input=pooled, pre_pool=pre_pool, seed=seed)
-    model = keras.Model(inp, out)
-    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing))
-    history = fit_epochs(model, x_versions, y_tr, w_tr, x_val, y_val, epochs=recipe.epochs,
-                         batch_size=recipe.batch_size, early_stopping=recipe.early_stopping,
-                         patience=recipe.patience, seed=seed, show_progress=show_progress)
+    for attempt in range(COLLAPSE_RETRIES + 1):
+        init_seed = seed + 7919 * attempt
+        keras.utils.set_random_seed(init_seed)
+        inp = keras.Input(shape=shape, name="pooled_features" if pooled else "feature_map")
+        out = apply_head(inp, recipe.head, hidden=recipe.hidden, dropout=recipe.dropout, l2=recipe.l2,
+                         pooled_input=pooled, pre_pool=pre_pool, seed=init_seed)
+        model = keras.Model(inp, out)
+        model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing))
+        history = fit_epochs(model, x_versions, y_tr, w_tr, x_val, y_val, epochs=recipe.epochs,
+                             batch_size=recipe.batch_size, early_stopping=recipe.early_stopping,
+                             patience=recipe.patience, seed=init_seed, show_progress=show_progress)
+        if not collapsed(history) or attempt == COLLAPSE_RETRIES:
+            break
+        log.warning("the head collapsed to a constant output (best validation AUROC %.3f): trained again from "
+                    "another initialisation (attempt %d)", max(h.get("val_auroc", 0.5) for h in history), attempt + 2)
+    if attempt:
+        history = [{**h, "attempt": attempt + 1} for h in history]
     return model, history
+
+
+def collapsed(history: list[dict[str, float]]) -> bool:
+    """True when no epoch's validation AUROC left chance (the Flatten heads' dead-ReLU collapse: every input
+    gets the same output; seen in 1 of 5 cross-fitted ``ours_mixed`` models, docs/results/experiments.md)."""
+    aucs = [h["val_auroc"] for h in history if np.isfinite(h.get("val_auroc", np.nan))]
+    return bool(aucs) and max(aucs) < COLLAPSE_AUROC
 
 
 def fit_epochs(model: Any, x_versions: list[np.ndarray], y_tr: np.ndarray, w_tr: np.ndarray, x_val: np.ndarray,
@@ -322,13 +347,22 @@ def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str =
     """Train ``recipe`` on ``split.train`` (validation: ``split.val``; both restricted to the recipe's mixed
     sources when it sets ``mixed_sources_min``: the model's ``split`` is then the restricted one)."""
     check_no_patient_overlap(dataset, split)
+    if recipe.operating_sources not in OPERATING_SOURCES:
+        raise ValueError(f"operating_sources must be one of {OPERATING_SOURCES}. "
+                         f"Received: operating_sources={recipe.operating_sources!r}")
+    operating_index: tuple[int, ...] = ()
     if recipe.mixed_sources_min:
         keep = mixed_sources(dataset, split.train, recipe.mixed_sources_min)
         if not keep:
             raise NoTrainingSourceError(
                 f"recipe {recipe.name!r} trains only on sources with >= {recipe.mixed_sources_min} training "
                 f"images of each class, and this split has none")
+        if recipe.operating_sources == "new_sites":
+            operating_index = new_site_operating_set(dataset, split, keep, recipe.operating_min_per_class,
+                                                     recipe.operating_source_names)
         split = restrict_split(dataset, split, keep)
+    elif recipe.operating_sources == "new_sites":
+        raise ValueError("operating_sources='new_sites' needs mixed_sources_min (the sources left out of training)")
     if not split.train:
         raise ValueError("the training split is empty")
     spec = recipe.preprocess(architecture, input_size)
@@ -386,9 +420,42 @@ def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str =
             else:
                 model.temperature = fit_temperature(np.log(np.clip(p_raw, 1e-12, 1.0)), y[va])
         p_val = temper(p_raw, model.temperature)
-        if len(set(y[va].tolist())) == 2:
+        if operating_index:
+            op = np.asarray(operating_index)
+            model.operating_index = operating_index
+            model.operating_points = new_site_operating_points(
+                dataset, op, model.head_probs(feats[op]))
+        elif len(set(y[va].tolist())) == 2:
             model.operating_points = choose_operating_points(y[va], p_val, dataset.patients()[va])
     return model
+
+
+def new_site_operating_set(dataset: Dataset, split: Split, trained_sources: list[str], min_per_class: int,
+                           names: tuple[str, ...] = ()) -> tuple[int, ...]:
+    """The training and validation films of ``split`` whose source is *not* in ``trained_sources``: films of
+    hospitals the model does not learn from, where its operating points are chosen (recipe
+    ``operating_sources="new_sites"``), only those of the sources ``names`` when given. Empty (and a
+    warning: the validation split is used) when they hold fewer than ``min_per_class`` films of either class."""
+    keep = set(trained_sources)
+    idx = tuple(i for i in (*split.train, *split.val) if dataset.records[i].source not in keep
+                and (not names or dataset.records[i].source in names))
+    counts = {c: sum(dataset.records[i].label == c for i in idx) for c in dataset.class_names}
+    if min(counts.values(), default=0) < min_per_class:
+        log.warning("operating points on the validation split: the sources outside training hold %s films "
+                    "(fewer than %d of a class)", counts, min_per_class)
+        return ()
+    return idx
+
+
+def new_site_operating_points(dataset: Dataset, index: np.ndarray, p: np.ndarray,
+                              n_boot: int | None = None) -> list[OperatingPoint]:
+    """:func:`choose_operating_points` on films of sources outside training, each description saying so."""
+    y = dataset.labels(POSITIVE)[index]
+    srcs = sorted({dataset.records[i].source for i in index})
+    where = f"on {len(index)} films of {', '.join(srcs)} (sources not trained on)"
+    return [replace(op, description=op.description.replace("on validation", where))
+            for op in choose_operating_points(y, p, dataset.patients()[index],
+                                              **({} if n_boot is None else {"n_boot": n_boot}))]
 
 
 def predict_dataset(model: TrainedModel, dataset: Dataset, index: np.ndarray | None = None, *,

@@ -190,3 +190,76 @@ def test_mixed_source_recipe_trains_on_two_class_sources_and_measures_the_rest(d
     loso = out["mixed"]["loso"]
     assert "FX" in loso["skipped_folds"]  # without a and b nothing is left to train on
     assert loso["folds"]["FY"]["new_site"]["held_out_sources"] == ["c", "d"]
+
+
+def test_new_site_operating_points_are_chosen_on_sources_outside_training(data, tmp_path: Path) -> None:
+    from model_training.data import patient_split
+    from model_training.runs import load_run
+    from model_training.train import train
+
+    root, check_dir = data
+    ds = read_dataset(root)
+    recipe = LINEAR_PROBE.with_(name="xsite", mixed_sources_min=5, operating_sources="new_sites",
+                                operating_min_per_class=3)
+    split = patient_split(ds, seed=0)
+    model = train(ds, recipe, split, weights=None, input_size=SIZE)
+    op = model.operating_index
+    assert op
+    assert {ds.records[i].source for i in op} == {"c", "d"}
+    assert set(op) <= set(split.train) | set(split.val)  # never the test films
+    assert not set(op) & (set(model.split.train) | set(model.split.val) | set(model.split.test))
+    # the points are the usual rule applied to those films' scores, and say where they were chosen
+    from model_training.train import predict_dataset
+
+    p = predict_dataset(model, ds, np.asarray(op))
+    expected = {o.name: o.threshold for o in M.choose_operating_points(ds.labels()[np.asarray(op)], p,
+                                                                         ds.patients()[np.asarray(op)])}
+    assert {o.name: o.threshold for o in model.operating_points} == pytest.approx(expected)
+    assert all("c, d (sources not trained on)" in o.description for o in model.operating_points)
+    # too few films of a class there: the validation split, as before
+    few = train(ds, recipe.with_(operating_min_per_class=100), split, weights=None, input_size=SIZE)
+    assert few.operating_index == ()
+    # named sources only (here "c" alone holds no COVID-19 film: back to validation)
+    assert train(ds, recipe.with_(operating_source_names=("c",)), split, weights=None,
+                 input_size=SIZE).operating_index == ()
+    both = train(ds, recipe.with_(operating_source_names=["c", "d"]), split, weights=None, input_size=SIZE)
+    assert both.operating_index == op
+    assert both.recipe.operating_source_names == ("c", "d")
+    # the run keeps the set; the card's validation scores are those films
+    run = tmp_path / "run"
+    train_run(ds, recipe, run, weights=None, seed=0, n_boot=10, input_size=SIZE)
+    loaded, info = load_run(run)
+    assert loaded.operating_index == op
+    assert "operating_set" in info["results"]["evaluation"]
+    bundle = export_run(run, ds, tmp_path / "b", name="tiny", version="0.1", check=N.read_check_set(check_dir),
+                        n_boot=10)
+    card = json.loads((bundle / "model_card.json").read_text())
+    assert len(card["validation_scores"]["label"]) == len(op)
+    assert "sources the model was not trained on" in card["validation_scores"]["description"]
+    with pytest.raises(ValueError, match="operating_sources"):
+        train(ds, recipe.with_(operating_sources="elsewhere"), split, weights=None, input_size=SIZE)
+    with pytest.raises(ValueError, match="mixed_sources_min"):
+        train(ds, LINEAR_PROBE.with_(operating_sources="new_sites"), split, weights=None, input_size=SIZE)
+
+
+def test_a_collapsed_head_is_trained_again_from_another_initialisation(monkeypatch) -> None:
+    from model_training import train as T
+
+    assert T.collapsed([{"val_auroc": 0.5}, {"val_auroc": 0.5}])
+    assert not T.collapsed([{"val_auroc": 0.5}, {"val_auroc": 0.93}])
+    assert not T.collapsed([{"loss": 1.0}])  # no validation: nothing to judge
+    seeds = []
+
+    def fake_fit(model, *a, seed, **k):
+        seeds.append(seed)
+        return [{"epoch": 1, "val_auroc": 0.5 if len(seeds) == 1 else 0.9}]
+
+    monkeypatch.setattr(T, "fit_epochs", fake_fit)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    y = np.array([0, 1] * 4)
+    rec = LINEAR_PROBE.with_(head="gap_dense", hidden=4)
+    _, history = T.fit_keras_head([x], y, np.ones(8), x, y, rec, pooled=True, seed=3)
+    assert len(seeds) == 2
+    assert seeds[0] != seeds[1]
+    assert history[0]["attempt"] == 2
