@@ -14,6 +14,13 @@ New-site figures (model_training.newsite) on every film of the sources the model
 radiographydb) and on the JSRT normals (the check set: only reported). Output: a JSON file and a table.
 
     .venv/bin/python scripts/explore_crossfit.py [--k 5] [--recipe ours_mixed] [--out docs/results/crossfit_exploration.json]
+    .venv/bin/python scripts/explore_crossfit.py --analyse-only    # the tables again from runs/crossfit_*.npz
+
+After training it also prints (``analyse``) the logit-mean ensemble and lever 7 simulated on the fold models:
+the operating point chosen on the siim/shenzhen training and validation films (and cross-fitted over their
+patients). The figures in docs/results/experiments.md (sixth session) were made before the collapse guard
+of ``fit_keras_head`` existed, so fold model 2 there is the collapsed one and is left out by ``analyse``;
+a re-run retrains it instead.
 """
 
 from __future__ import annotations
@@ -88,7 +95,11 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--out", default="docs/results/crossfit_exploration.json")
     ap.add_argument("--name", default=None)
+    ap.add_argument("--analyse-only", action="store_true", help="only the tables, from runs/crossfit_NAME.npz")
     args = ap.parse_args()
+    if args.analyse_only:
+        analyse(read_dataset(args.data), args.name or f"{args.recipe}_k{args.k}_s{args.seed}", args.seed)
+        return
     ds = read_dataset(args.data)
     check = read_check_set(default_check_dir(args.data))
     rec = get_recipe(args.recipe)
@@ -153,6 +164,59 @@ def main() -> None:
                       "fpr_at_sens95": e["fpr_at_sens95"], "held_auroc": out["ensemble"]["held_auroc"],
                       "in_test_auroc": out["ensemble"]["in_source_test_auroc"],
                       "by_source": e["normals_by_source"], "covid": e["covid_by_source"]}, indent=1, default=float))
+    analyse(ds, name, args.seed)
+
+
+def analyse(ds, name: str, seed: int) -> None:
+    """Logit-mean ensemble at the out-of-fold point, and lever 7 on each fold model (see module doc)."""
+    from model_training.newsite import threshold_at_sensitivity
+
+    z = np.load(f"runs/crossfit_{name}.npz")
+    p_all, p_chk, oof = z["p_all"], z["p_chk"], z["p_oof"]
+    y, s, pat = ds.labels(), ds.sources(), ds.patients()
+    good = [k for k in range(len(p_all)) if np.ptp(p_all[k]) > 1e-3]  # a collapsed model scores a constant
+    pool = np.array([i for i in np.where(np.isfinite(oof))[0] if any(oof[i] == p_all[k][i] for k in good)])
+
+    def lg(p):
+        return np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - p, 1e-7, 1))
+
+    held = np.array([i for i in range(len(ds)) if s[i] != "radiographydb"])
+    pe, ce = 1 / (1 + np.exp(-lg(p_all[good]).mean(0))), 1 / (1 + np.exp(-lg(p_chk[good]).mean(0)))
+    t = {o.name: o.threshold for o in choose_operating_points(y[pool], oof[pool], pat[pool], n_boot=0)}
+    t = t["high_sensitivity"]
+    hp, hn = held[y[held] == 1], held[y[held] == 0]
+    print(f"logit-mean ensemble of folds {good}: out-of-fold threshold {t:.3f}, JSRT {(ce >= t).mean():.3f}, "
+          f"held-out sensitivity {(pe[hp] >= t).mean():.3f}, held-out normals {(pe[hn] >= t).mean():.3f}")
+    rnd = patient_split(ds, val_fraction=0.15, test_fraction=0.15, seed=seed)
+    test = set(rnd.test)
+    ext = np.array([i for i in sorted({*rnd.train, *rnd.val}) if s[i] in ("siim", "shenzhen")])
+    every = np.array([i for i in range(len(ds)) if s[i] in ("siim", "shenzhen")])
+    ups = np.unique(pat[every])
+    np.random.default_rng(0).shuffle(ups)
+    part = {u: j % 5 for j, u in enumerate(ups)}
+    fe = np.array([part[pat[i]] for i in every])
+    for k in good:
+        p, c = p_all[k], p_chk[k]
+        t = {o.name: o.threshold for o in choose_operating_points(y[ext], p[ext], pat[ext], n_boot=0)}
+        t = t["high_sensitivity"]
+
+        def share(src, lab, only_test, p=p, t=t):
+            m = np.array([i for i in range(len(ds)) if s[i] == src and y[i] == lab and (not only_test or i in test)])
+            return (p[m] >= t).mean()
+
+        hits, js = [], []
+        for f in range(5):
+            a, b = every[fe != f], every[fe == f]
+            tf = {o.name: o.threshold for o in choose_operating_points(y[a], p[a], pat[a], n_boot=0)}
+            tf = tf["high_sensitivity"]
+            hits += list(p[b][y[b] == 1] >= tf)
+            js.append((c >= tf).mean())
+        print(f"fold model {k}, point on siim+shenzhen: threshold {t:.3f}, JSRT {(c >= t).mean():.3f}, siim test "
+              f"sensitivity {share('siim', 1, True):.3f}, shenzhen test normals {share('shenzhen', 0, True):.3f}, "
+              f"ieee8023 / figure1 COVID {share('ieee8023', 1, False):.3f} / {share('figure1', 1, False):.3f}, "
+              f"radiographydb test sensitivity {share('radiographydb', 1, True):.3f}; cross-fitted over siim "
+              f"patients: sensitivity {np.mean(hits):.3f}, JSRT {np.mean(js):.3f}; siim hindsight-0.95 "
+              f"threshold {threshold_at_sensitivity(p[(s == 'siim') & (y == 1)]):.3f}")
 
 
 if __name__ == "__main__":
