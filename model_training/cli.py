@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--default", action="store_true")
     x.add_argument("--overwrite", action="store_true")
     x.add_argument("--loso", default=None, help="comparison.json whose leave-one-source-out results go in the card")
+    x.add_argument("--gradcam-reference", type=float, default=None, metavar="PEAK",
+                   help="the card's gradcam_reference: the Grad-CAM peak that fills the fixed heatmap scale (e.g. the "
+                        "95th percentile of the peaks of COVID-19 training-source films called positive; default: "
+                        "the application's rule from the feature-map size)")
     x.add_argument("--sign-key", default=None, metavar="KEY.pem",
                    help="sign the bundle with this Ed25519 private key (python -m model_training keygen)")
 
@@ -159,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loso = _loso_summary(json.loads(Path(args.loso).read_text()), recipe)
             out = export_run(args.run, dataset, args.out, name=args.name, version=args.version,
                              default=args.default, overwrite=args.overwrite, weights=args.base_weights,
-                             loso=loso, cache_dir=args.cache_dir, check=_check_set(args))
+                             loso=loso, cache_dir=args.cache_dir, check=_check_set(args),
+                             gradcam_reference=args.gradcam_reference)
             if args.sign_key:
                 from .sign import sign as sign_bundle
 

@@ -17,7 +17,7 @@ from .features import dataset_features
 from .metrics import evaluate_predictions, per_group, plot_reliability, plot_roc
 from .recipes import Recipe
 from .runs import load_run, read_run_info, save_run
-from .train import POSITIVE, TrainedModel, predict_dataset, train
+from .train import MORE_SENSITIVE, POSITIVE, TrainedModel, predict_dataset, train
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,18 @@ LIMITATIONS = [
 ]
 
 
+#: The last of :data:`LIMITATIONS` for a model whose points were chosen on sources it was not trained on.
+NEW_SITE_POINTS_LIMITATION = (
+    "The default operating points were chosen on films of hospital collections the model was not trained on "
+    "(their training and validation films), not on its own validation films; sensitivity and specificity at a "
+    "new clinic can still differ: check them on local cases before relying on a threshold.")
+
+
+def limitations(model: TrainedModel) -> list[str]:
+    """The card's general limitations; the operating-point one says where this model's points were chosen."""
+    return LIMITATIONS[:-1] + [NEW_SITE_POINTS_LIMITATION if model.operating_index else LIMITATIONS[-1]]
+
+
 def new_site_limitations(model: TrainedModel, dataset: Dataset, figures: dict[str, Any],
                          loso: dict[str, Any] | None) -> list[str]:
     """The card's plain statement of what a new site should expect (from the check set and LOSO)."""
@@ -133,6 +145,12 @@ def new_site_limitations(model: TrainedModel, dataset: Dataset, figures: dict[st
                    f"to be called COVID-19 at the default point (measured on {chk['n']} normal films of Japanese "
                    f"hospitals, JSRT, never trained on: 95% CI {100 * lo:.0f}-{100 * hi:.0f}%), not the "
                    "validation figure; calibrate the threshold on local normal films (cxr-screener calibrate).")
+    more = (figures.get("check_set") or {}).get("at_operating_points", {}).get(MORE_SENSITIVE)
+    op_more = next((op for op in model.operating_points if op.name == MORE_SENSITIVE), None)
+    if chk and more and op_more is not None:
+        out.append(f"The '{MORE_SENSITIVE}' point (p(covid) >= {op_more.threshold:.3f}, sensitivity >= 0.95 on the "
+                   f"model's own validation films) finds more COVID-19 and calls about "
+                   f"{100 * more['called_covid']:.0f}% of those JSRT normals COVID-19.")
     summ = (loso or {}).get("new_site_summary") or {}
     if np.isfinite(summ.get("loso_sensitivity_min", np.nan)):
         out.append(f"Sensitivity at the default point on COVID-19 films of sources held out of training: "
@@ -170,7 +188,7 @@ def model_card_extra(model: TrainedModel, dataset: Dataset, info_results: dict[s
                    "best_epoch_val_auroc": max((h.get("val_auroc", float("nan")) for h in model.history),
                                                default=None)},
         "audit": info_results.get("audit", {}),
-        "limitations": LIMITATIONS + new_site_limitations(model, dataset, figures, loso),
+        "limitations": limitations(model) + new_site_limitations(model, dataset, figures, loso),
         "train_seconds": info_results.get("train_seconds"),
         **({"validation_scores": figures["validation_scores"]} if figures.get("validation_scores") else {}),
     }
@@ -211,11 +229,12 @@ def export_run(run_dir: str | os.PathLike[str], dataset: Dataset, out_dir: str |
                name: str, version: str = "1.0", default: bool = False, overwrite: bool = False,
                weights: str | None = None, loso: dict[str, Any] | None = None,
                cache_dir: str | os.PathLike[str] | None = None, check: Dataset | None = None,
-               n_boot: int = 1000) -> Path:
+               n_boot: int = 1000, gradcam_reference: float | None = None) -> Path:
     """Export a saved run as a model bundle (ONNX + head + card) with the complete card: the operating
     points re-chosen on validation with the current rule (and the evaluation redone at them when they
     moved), the validation scores, sensitivity by threshold, and the figures on ``check`` (normals of a
-    site never trained on)."""
+    site never trained on). ``gradcam_reference``: the card's Grad-CAM peak for the fixed heatmap scale
+    (``desktop.core.inference.gradcam_reference``; None: the application's default rule)."""
     from .card_figures import card_figures
     from .data import load_images, model_inputs_from_cache
     from .export import export_bundle
@@ -233,6 +252,10 @@ def export_run(run_dir: str | os.PathLike[str], dataset: Dataset, out_dir: str |
     if extra["default_operating_point"] is None:
         extra.pop("default_operating_point")
     extra["backbone_weights_sha256"] = model.init.sha256
+    if gradcam_reference is not None:
+        if not gradcam_reference > 0:
+            raise ValueError(f"gradcam_reference must be > 0. Received: gradcam_reference={gradcam_reference!r}")
+        extra["gradcam_reference"] = float(gradcam_reference)
     return export_bundle(full, out_dir, name=name, version=version, architecture=model.architecture,
                          backbone_init=describe_backbone(model), preprocess=model.spec, class_names=("covid", "normal"),
                          positive_class=POSITIVE, gradcam_layer=model.layer, temperature=model.temperature,

@@ -117,7 +117,7 @@ OURS_XSITE = OURS_MIXED.with_(name="ours_xsite", operating_sources="new_sites",
 RECIPES = {r.name: r for r in (PAPER, PAPER_AUG, LINEAR_PROBE, OURS_FROZEN, OURS, OURS_SPATIAL, OURS_MIXED,
                                OURS_XSITE)}
 #: The recipe of the bundled default model (the CLI's default).
-BUNDLED = OURS_MIXED.name
+BUNDLED = OURS_XSITE.name
 
 
 def get_recipe(name: str) -> Recipe:

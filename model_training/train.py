@@ -425,6 +425,9 @@ def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str =
             model.operating_index = operating_index
             model.operating_points = new_site_operating_points(
                 dataset, op, model.head_probs(feats[op]))
+            if len(set(y[va].tolist())) == 2:
+                model.operating_points += in_source_point(
+                    choose_operating_points(y[va], p_val, dataset.patients()[va]), model.operating_points)
         elif len(set(y[va].tolist())) == 2:
             model.operating_points = choose_operating_points(y[va], p_val, dataset.patients()[va])
     return model
@@ -456,6 +459,25 @@ def new_site_operating_points(dataset: Dataset, index: np.ndarray, p: np.ndarray
     return [replace(op, description=op.description.replace("on validation", where))
             for op in choose_operating_points(y, p, dataset.patients()[index],
                                               **({} if n_boot is None else {"n_boot": n_boot}))]
+
+
+#: Name of the extra point of an ``operating_sources="new_sites"`` model: the usual high-sensitivity rule
+#: on its own validation films (more COVID-19 found, more normals of a new site flagged).
+MORE_SENSITIVE = "more_sensitive"
+
+
+def in_source_point(validation_points: list[OperatingPoint], points: list[OperatingPoint]) -> list[OperatingPoint]:
+    """The validation split's high-sensitivity point as :data:`MORE_SENSITIVE`, for a model whose points were
+    chosen on films of sources it was not trained on, when it lies below their high-sensitivity threshold
+    (a site that prefers sensitivity can then choose it); empty otherwise."""
+    val = next((o for o in validation_points if o.name == "high_sensitivity"), None)
+    ref = next((o for o in points if o.name == "high_sensitivity"), None)
+    if val is None or ref is None or not val.threshold < ref.threshold:
+        return []
+    desc = (val.description.replace("on validation", "on the model's own validation films (its training "
+                                    "source)")
+            + "; finds more COVID-19 than high_sensitivity, and flags more normals of a new site")
+    return [replace(val, name=MORE_SENSITIVE, description=desc)]
 
 
 def predict_dataset(model: TrainedModel, dataset: Dataset, index: np.ndarray | None = None, *,

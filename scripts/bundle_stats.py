@@ -410,6 +410,19 @@ def _md(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def list_in_card(bundle: Path, stats_file: Path) -> None:
+    """Add the stats file's sha256 to the bundle card's ``files`` (atomically), so that the application
+    checks it like the model's own files."""
+    from desktop.core.bundle import CARD_FILE
+    from desktop.core.fileio import atomic_write_bytes
+    from desktop.core.hashing import sha256_file
+
+    card_path = bundle / CARD_FILE
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card.setdefault("files", {})[stats_file.name] = sha256_file(stats_file)
+    atomic_write_bytes(card_path, (json.dumps(card, indent=2) + "\n").encode("utf-8"), overwrite=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", default=str(ROOT / "assets/models/mobilenet-covid-v1"))
@@ -454,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         write_stats(stats, Path(args.out))
         print(f"wrote {args.out}")
+        if Path(args.out).resolve().parent == Path(args.bundle).resolve():
+            list_in_card(Path(args.bundle), Path(args.out))
+            print(f"listed {Path(args.out).name} in the card's files (re-pin: python scripts/pin_bundles.py)")
     return 0
 
 

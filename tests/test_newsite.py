@@ -20,6 +20,7 @@ pytest.importorskip("tensorflow")
 from model_training import compare as C  # noqa: E402
 from model_training import metrics as M  # noqa: E402
 from model_training import newsite as N  # noqa: E402
+from model_training import train as T  # noqa: E402
 from model_training.card_figures import sensitivity_at  # noqa: E402
 from model_training.data import read_dataset  # noqa: E402
 from model_training.pipeline import export_run, train_run  # noqa: E402
@@ -214,8 +215,20 @@ def test_new_site_operating_points_are_chosen_on_sources_outside_training(data, 
     p = predict_dataset(model, ds, np.asarray(op))
     expected = {o.name: o.threshold for o in M.choose_operating_points(ds.labels()[np.asarray(op)], p,
                                                                          ds.patients()[np.asarray(op)])}
-    assert {o.name: o.threshold for o in model.operating_points} == pytest.approx(expected)
-    assert all("c, d (sources not trained on)" in o.description for o in model.operating_points)
+    chosen = {o.name: o for o in model.operating_points}
+    extra = chosen.pop(T.MORE_SENSITIVE, None)
+    assert {k: o.threshold for k, o in chosen.items()} == pytest.approx(expected)
+    assert all("c, d (sources not trained on)" in o.description for o in chosen.values())
+    # the validation films' own high-sensitivity point is offered too, only where it is more sensitive
+    va = np.asarray(model.split.val)
+    val_hs = next(o for o in M.choose_operating_points(ds.labels()[va], predict_dataset(model, ds, va),
+                                                       ds.patients()[va]) if o.name == "high_sensitivity")
+    if val_hs.threshold < expected["high_sensitivity"]:
+        assert extra is not None
+        assert extra.threshold == pytest.approx(val_hs.threshold)
+        assert "own validation films" in extra.description
+    else:
+        assert extra is None
     # too few films of a class there: the validation split, as before
     few = train(ds, recipe.with_(operating_min_per_class=100), split, weights=None, input_size=SIZE)
     assert few.operating_index == ()
@@ -235,11 +248,35 @@ def test_new_site_operating_points_are_chosen_on_sources_outside_training(data, 
                         n_boot=10)
     card = json.loads((bundle / "model_card.json").read_text())
     assert len(card["validation_scores"]["label"]) == len(op)
+    # the exported card offers the same points (the more sensitive one re-chosen on validation as well)
+    assert {o["name"] for o in card["operating_points"]} == {o.name for o in loaded.operating_points}
+    assert set(card["metrics"]["new_site"]["check_set"]["at_operating_points"]) == \
+        {o["name"] for o in card["operating_points"]}
+    from model_training.pipeline import LIMITATIONS, NEW_SITE_POINTS_LIMITATION
+
+    assert NEW_SITE_POINTS_LIMITATION in card["limitations"]
+    assert LIMITATIONS[-1] not in card["limitations"]
+    if any(o["name"] == T.MORE_SENSITIVE for o in card["operating_points"]):
+        assert any(f"'{T.MORE_SENSITIVE}' point" in line for line in card["limitations"])
     assert "sources the model was not trained on" in card["validation_scores"]["description"]
     with pytest.raises(ValueError, match="operating_sources"):
         train(ds, recipe.with_(operating_sources="elsewhere"), split, weights=None, input_size=SIZE)
     with pytest.raises(ValueError, match="mixed_sources_min"):
         train(ds, LINEAR_PROBE.with_(operating_sources="new_sites"), split, weights=None, input_size=SIZE)
+
+
+def test_the_more_sensitive_point_is_the_validation_rule_offered_only_below_the_new_site_point() -> None:
+    def op(name: str, thr: float) -> M.OperatingPoint:
+        return M.OperatingPoint(name, thr, 0.95, 0.9, "sensitivity >= 0.95 on validation, best specificity",
+                                (0.9, 1.0), (0.85, 0.95))
+
+    new_site = [op("balanced", 0.8), op("high_sensitivity", 0.79), op("high_specificity", 0.96)]
+    (extra,) = T.in_source_point([op("balanced", 0.04), op("high_sensitivity", 0.21)], new_site)
+    assert (extra.name, extra.threshold) == (T.MORE_SENSITIVE, 0.21)
+    assert "own validation films" in extra.description
+    assert "flags more normals" in extra.description
+    assert T.in_source_point([op("high_sensitivity", 0.85)], new_site) == []  # not more sensitive: nothing
+    assert T.in_source_point([], new_site) == []
 
 
 def test_a_collapsed_head_is_trained_again_from_another_initialisation(monkeypatch) -> None:

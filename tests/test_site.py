@@ -147,14 +147,15 @@ def test_expected_sensitivity_sources() -> None:
 def test_claims_text_without_and_with_profile(bundle: Any) -> None:
     real = load_bundle(Path(__file__).resolve().parents[1] / "assets" / "models" / "mobilenet-covid-v1")
     text = site.claims_text(real)
-    assert "Measured on the training sources" in text
+    where = real.card.operating_point(None).measured_on  # model 5.0: films of hospitals it was not trained on
+    assert f"Measured {where}: at '{real.card.default_operating_point}'" in text
     assert "leave-one-source-out" in text  # the new-site false-positive rate, from the card
     assert "Calibrate for this site" in text
-    # the card's own check-set figure (model 4.0 carries it) wins over the stats file's
+    # the card's own check-set figure (models 4.0 and later carry it) wins over the stats file's
     stats = SimpleNamespace(figures={"new_site": {"n": 93, "called_covid": 0.5}}, arrays={})
     assert "of 93 normal films of hospitals it has never seen" in site.claims_text(real, stats=stats)
     compact = site.claims_text(real, compact=True)
-    assert "measured on the training sources" in compact
+    assert f"These were measured {where}." in compact
     assert "normal films of hospitals it has never seen" in compact
     prof = site.save_profile(site.make_profile("X", bundle, _scores(40)))
     with_site = site.claims_text(bundle, prof)
@@ -199,3 +200,26 @@ def test_grouped_bootstrap_is_wider_for_clustered_hits() -> None:
     plain = site._bootstrap_rate(hits, rng)
     grouped = site._bootstrap_rate(hits, rng, groups=np.repeat(np.arange(10), 10))
     assert grouped[1] - grouped[0] > 2 * (plain[1] - plain[0])
+
+
+def test_claims_say_where_the_operating_point_was_measured() -> None:
+    from desktop.core.bundle import OperatingPoint, measured_on
+    from desktop.core.report_info import plain_sentence
+
+    desc = "sensitivity >= 0.95 on 598 films of shenzhen, siim (sources not trained on), best specificity"
+    op = OperatingPoint("high_sensitivity", 0.788, 0.96, (0.94, 0.98), 0.99, (0.99, 1.0), desc)
+    where = "on 598 films of hospitals the model was not trained on (shenzhen, siim)"
+    assert op.measured_on == measured_on(desc) == where
+    text = site.threshold_basis(None, operating_point=op)
+    assert f"measured {where}: sensitivity 0.96" in text
+    assert "training sources" not in text
+    flagged = plain_sentence(0.9, 0.788, True, {"sensitivity": 0.96, "specificity": 0.99, "description": desc}, "x")
+    assert where in flagged
+    assert "validation" not in flagged
+    missed = plain_sentence(0.1, 0.788, False, {"sensitivity": 0.96, "description": desc}, "x")
+    assert where in missed
+    assert "validation" not in missed
+    # a point chosen on the model's own validation films says so
+    val = OperatingPoint("balanced", 0.5, 0.9, None, 0.9, None, "maximises sensitivity + specificity on validation")
+    assert val.measured_on == "on the training sources' validation films"
+    assert "on the training sources' validation films" in plain_sentence(0.9, 0.5, True, val.__dict__, "balanced")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import phi
+from .bundle import measured_on
 from .imaging import StudyMetadata
 from .report_pdf import page_size
 
@@ -291,6 +292,7 @@ def plain_sentence(p: float, threshold: float, positive: bool, op: dict[str, Any
     sens, spec = per_100(op.get("sensitivity")), per_100(op.get("specificity"))
     where = f"the \u201c{op_name}\u201d operating point" if op_name else "the operating point"
     shown = fmt_p(p, threshold)
+    measured = measured_on(str(op.get("description") or ""))
     if positive:
         text = (
             f"The model rates this image as showing a pattern it associates with COVID-19 pneumonia "
@@ -298,7 +300,7 @@ def plain_sentence(p: float, threshold: float, positive: bool, op: dict[str, Any
         )
         if sens is not None and spec is not None:
             text += (
-                f" At this operating point, on validation images, it flagged about {sens} of 100 "
+                f" At this operating point, {measured}, it flagged about {sens} of 100 "
                 f"COVID-19 images, and also flagged about {100 - spec} of 100 normal images by mistake."
             )
         text += " Please review the image: a flag is a reason to look, not a diagnosis."
@@ -310,7 +312,7 @@ def plain_sentence(p: float, threshold: float, positive: bool, op: dict[str, Any
         if sens is not None:
             text += (
                 f" At this operating point it missed about {100 - sens} of 100 COVID-19 "
-                "images on validation data, so a negative result does not rule out COVID-19."
+                f"images {measured}, so a negative result does not rule out COVID-19."
             )
     if abs(p - threshold) < 0.05:
         text += " The score is close to the threshold: treat this result as uncertain."

@@ -23,6 +23,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, PageBreak, Spacer, Table
 
 from . import phi
+from .bundle import measured_on
 from .fileio import check_writable
 from .imaging import Window, XRay
 from .report_card import bundle_field, fmt_num, value_with_ci
@@ -173,7 +174,9 @@ def result_section(ctx: Ctx, prediction: Any, info: ReportInfo, *, compact: bool
         sens = value_with_ci(op.get("sensitivity"), op.get("sensitivity_ci"))
         spec = value_with_ci(op.get("specificity"), op.get("specificity_ci"))
         lines.append(rich(
-            f"At this threshold (model card, validation data): <b>sensitivity {esc(sens)}</b>, "
+            "At this threshold (model card"
+            + ("" if claims else f", measured {esc(measured_on(str(op.get('description') or '')))}") + "): "
+            f"<b>sensitivity {esc(sens)}</b>, "
             f"<b>specificity {esc(spec)}</b>." + (f" {esc(claims)}" if claims else ""), st.small))
     else:
         lines.append(para("The model card gives no sensitivity/specificity for this threshold."

@@ -401,7 +401,7 @@ def threshold_basis(profile: SiteProfile | None, bundle: Any = None, operating_p
 
     With a profile: "site 'X', 62 local normal films, 2026-12-02: specificity 0.95 [0.88, 0.99];
     sensitivity estimated from validation 0.93 [0.90, 0.96]". Without: the operating point and
-    its validation figures, "measured on the training sources".
+    its figures and where they were measured (``OperatingPoint.measured_on``).
     """
     if profile is not None:
         d = profile.data
@@ -419,8 +419,8 @@ def threshold_basis(profile: SiteProfile | None, bundle: Any = None, operating_p
         op = getattr(bundle, "bundle", bundle).card.operating_point(None)
     if op is None:
         return "no site profile"
-    return (f"no site profile; operating point '{op.name}' (p(covid) >= {op.threshold:.3f}) measured on the training "
-            f"sources: sensitivity {_fmt(op.sensitivity, op.sensitivity_ci)}, specificity {_fmt(op.specificity, op.specificity_ci)}")
+    return (f"no site profile; operating point '{op.name}' (p(covid) >= {op.threshold:.3f}) measured {op.measured_on}: "
+            f"sensitivity {_fmt(op.sensitivity, op.sensitivity_ci)}, specificity {_fmt(op.specificity, op.specificity_ci)}")
 
 
 def new_site_false_positives(bundle: Any, stats: Any = None) -> str | None:
@@ -466,8 +466,8 @@ def claims_text(bundle: Any, profile: SiteProfile | None = None, operating_point
         first = (new_site_false_positives(bundle, stats) or "").split(" and ")[0]
         new = (f" Not measured at this site: {first.removeprefix('at hospitals not in its training data it called ')}"
                " were called COVID-19." if first else " Not measured at this site.")
-        return f"These were measured on the training sources.{new} Calibrate for this site."
-    text = (f"Measured on the training sources (validation split): at '{op.name}' sensitivity "
+        return f"These were measured {op.measured_on if op else 'on the training sources'}.{new} Calibrate for this site."
+    text = (f"Measured {op.measured_on}: at '{op.name}' sensitivity "
             f"{_fmt(op.sensitivity, op.sensitivity_ci)}, specificity {_fmt(op.specificity, op.specificity_ci)}.")
     fp = new_site_false_positives(bundle, stats)
     if fp:

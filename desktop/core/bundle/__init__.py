@@ -40,6 +40,7 @@ from .card import (
     MaxPool2DLayer,
     ModelCard,
     OperatingPoint,
+    measured_on,
 )
 from .card_md import render_model_card_md
 from .loading import (
@@ -100,6 +101,7 @@ __all__ = [
     "MaxPool2DLayer",
     "ModelCard",
     "OperatingPoint",
+    "measured_on",
     "Trust",
     "allow_unverified",
     "discover_bundles",

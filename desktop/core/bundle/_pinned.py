@@ -5,16 +5,16 @@ The sha256 of each bundled model's card and files, and its results on the bundle
 
 from typing import Any
 
-PINNED: dict[str, dict[str, Any]] = {'mobilenet-covid-v1': {'files': {'MODEL_CARD.md': 'e8aa2cbe66fc8d72164b95a79630ce362b07473befd14a50e4d1e8820bbb4cdd',
+PINNED: dict[str, dict[str, Any]] = {'mobilenet-covid-v1': {'files': {'MODEL_CARD.md': 'b5e30d38a75199b23c97ee6b7a7006ac35cdb6da109fb55845311e70a7bac8aa',
                                   'head.npz': '1fdf50215febb9ac5c594d5abde3e33c2bf0c04285a517e4db33ad70e15b2fd8',
-                                  'input_stats.npz': 'e915987b27159020a049ae43457c42f815cbadb7f182d98e5b24fdd69717359e',
-                                  'model.onnx': 'b44e7f20d409c4b95769a9b380694e1051b5143185599b1a9bfbed970f366ded',
-                                  'model_card.json': '717d63b6377a73301fc9912ae262cd8caa00b23edb6917800083a330f7244d79'},
+                                  'input_stats.npz': 'b59ddf6d63caf7fa3ddc158e5f2bda3223ec7041b8b7500387ffb0ba2a72ade8',
+                                  'model.onnx': '4e04d96db15c8315f0040d02b7d41068acf0134b2703436403f31a3cef291c43',
+                                  'model_card.json': '1c331b7c0a9467e15af621b2d23b4748fec6306324afb1cf304a0fcd82b8fabd'},
                         'selftest': {'operating_point': 'high_sensitivity',
                                      'samples': {'ieee8023__12941_2020_358_Fig1_HTML.jpg': {'label': 'covid',
                                                                                             'p_covid': 0.997511},
                                                  'ieee8023__41182_2020_203_Fig3_HTML.jpg': {'label': 'normal',
-                                                                                            'p_covid': 0.126401},
+                                                                                            'p_covid': 0.126403},
                                                  'ieee8023__41182_2020_203_Fig4_HTML.jpg': {'label': 'covid',
                                                                                             'p_covid': 0.999857},
                                                  'shenzhen__CHNCXR_0001_0.png': {'label': 'normal',
@@ -23,4 +23,4 @@ PINNED: dict[str, dict[str, Any]] = {'mobilenet-covid-v1': {'files': {'MODEL_CAR
                                                                                  'p_covid': 0.022519},
                                                  'shenzhen__CHNCXR_0003_0.png': {'label': 'normal',
                                                                                  'p_covid': 0.022519}}},
-                        'version': '4.0'}}
+                        'version': '5.0'}}

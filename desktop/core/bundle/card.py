@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, NoReturn
@@ -69,6 +70,21 @@ def freeze(value: Any) -> Any:
 # --------------------------------------------------------------------------
 
 
+#: How the exporter describes a point chosen on films of sources the model was not trained on.
+_NEW_SITE_POINT = re.compile(r"on (\d+) films of (.+?) \(sources not trained on\)")
+
+
+def measured_on(description: str) -> str:
+    """Where an operating point's sensitivity and specificity were measured, in words, from its card
+    description: "on 598 films of hospitals the model was not trained on (shenzhen, siim)" for a point
+    chosen on new sites (recipe ``operating_sources="new_sites"``), else "on the training sources'
+    validation films"."""
+    m = _NEW_SITE_POINT.search(description or "")
+    if m:
+        return f"on {m.group(1)} films of hospitals the model was not trained on ({m.group(2)})"
+    return "on the training sources' validation films"
+
+
 @dataclass(frozen=True)
 class OperatingPoint:
     """A decision threshold on ``p_covid`` with its validation performance.
@@ -84,6 +100,11 @@ class OperatingPoint:
     specificity: float | None = None
     specificity_ci: tuple[float, float] | None = None
     description: str = ""
+
+    @property
+    def measured_on(self) -> str:
+        """Where its figures were measured, in words (:func:`measured_on`)."""
+        return measured_on(self.description)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OperatingPoint:
