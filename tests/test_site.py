@@ -223,3 +223,19 @@ def test_claims_say_where_the_operating_point_was_measured() -> None:
     val = OperatingPoint("balanced", 0.5, 0.9, None, 0.9, None, "maximises sensitivity + specificity on validation")
     assert val.measured_on == "on the training sources' validation films"
     assert "on the training sources' validation films" in plain_sentence(0.9, 0.5, True, val.__dict__, "balanced")
+
+
+def test_a_profile_says_when_its_sensitivity_comes_from_films_of_untrained_hospitals() -> None:
+    vs = {"p_covid": [0.1, 0.2, 0.6, 0.7, 0.8, 0.95], "label": [0, 0, 1, 1, 1, 1]}
+    own = _fake_bundle(validation_scores={**vs, "description": "validation films"})
+    new = _fake_bundle(validation_scores={**vs, "description": "... 598 films of shenzhen, siim, sources the "
+                                                              "model was not trained on."})
+    assert not site.card_scores_are_new_site(own)
+    assert site.card_scores_are_new_site(new)
+    assert site.reference_films(own) == "validation normals"
+    assert site.reference_films(new) == "normals of hospitals not trained on"
+    assert site.expected_sensitivity(new, 0.65)["basis"] == site.NEW_SITE_SCORES_BASIS
+    assert site.expected_sensitivity(own, 0.65)["basis"] == "the model card's validation scores"
+    for bundle, where in ((own, "validation"), (new, "films of hospitals it was not trained on")):
+        prof = site.SiteProfile(site.make_profile("X", bundle, _scores(40)))
+        assert f"; sensitivity estimated from {where} 1.00 [" in site.threshold_basis(prof)

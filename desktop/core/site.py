@@ -285,11 +285,27 @@ def _card_scores(bundle: Any, positive: bool) -> tuple[np.ndarray, np.ndarray | 
     return None
 
 
+#: ``basis`` of an expected sensitivity read from card scores of films of sources the model was not trained on.
+NEW_SITE_SCORES_BASIS = "the model card's scores of films of hospitals it was not trained on"
+
+
+def card_scores_are_new_site(bundle: Any) -> bool:
+    """True when the card's ``validation_scores`` are films of sources the model was not trained on (the films
+    its operating points were chosen on, recipe ``operating_sources="new_sites"``), not its own validation."""
+    vs = getattr(bundle, "bundle", bundle).card.data.get("validation_scores")
+    return isinstance(vs, Mapping) and "not trained on" in str(vs.get("description", ""))
+
+
+def reference_films(bundle: Any) -> str:
+    """What the card's reference scores are, in a few words (the calibrate dialog's legend)."""
+    return "normals of hospitals not trained on" if card_scores_are_new_site(bundle) else "validation normals"
+
+
 def validation_covid_scores(bundle: Any, stats: Any = None) -> tuple[np.ndarray | None, str]:
     """The bundle's validation COVID films' p(covid) and where they come from."""
     got = _card_scores(bundle, True)
     if got is not None:
-        return got[0], "the model card's validation scores"
+        return got[0], NEW_SITE_SCORES_BASIS if card_scores_are_new_site(bundle) else "the model card's validation scores"
     if stats is not None and "val_scores_covid" in getattr(stats, "arrays", {}):
         return np.asarray(stats.arrays["val_scores_covid"], np.float64), "the bundle's validation films"
     return None, ""
@@ -408,7 +424,9 @@ def threshold_basis(profile: SiteProfile | None, bundle: Any = None, operating_p
         n = d["normals"]
         s = f"site '{profile.site}', {n['n']} local normal films, {profile.date}: specificity {_fmt(n['specificity'], n.get('specificity_ci'))}"
         exp = d.get("expected_sensitivity")
-        s += (f"; sensitivity estimated from validation {_fmt(exp['value'], exp.get('ci'))}" if exp
+        where = "films of hospitals it was not trained on" if exp and exp.get("basis") == NEW_SITE_SCORES_BASIS \
+            else "validation"
+        s += (f"; sensitivity estimated from {where} {_fmt(exp['value'], exp.get('ci'))}" if exp
               else "; sensitivity at this threshold not known (the model card carries no validation scores)")
         pos = d.get("positives")
         if pos:
@@ -478,7 +496,8 @@ def claims_text(bundle: Any, profile: SiteProfile | None = None, operating_point
 
 
 __all__ = [
-    "MIN_NORMALS", "SiteProfile", "SiteProfileError", "choose_threshold", "claims_text", "expected_sensitivity",
+    "MIN_NORMALS", "NEW_SITE_SCORES_BASIS", "SiteProfile", "SiteProfileError", "card_scores_are_new_site",
+    "choose_threshold", "claims_text", "expected_sensitivity", "reference_films",
     "list_profiles", "load_profile", "make_profile", "new_site_false_positives", "profile_path", "read_profile",
     "remove_profile", "resolve", "save_profile", "site_names", "sites_dir", "slug", "threshold_basis",
     "validation_covid_scores", "validation_normal_scores",

@@ -76,7 +76,8 @@ class QtScoreChart(QWidget):
         self.setMinimumHeight(200)
         self.draw([], None, None, None)
 
-    def draw(self, local: list[float], validation: Any, threshold: float | None, default: float | None) -> None:
+    def draw(self, local: list[float], validation: Any, threshold: float | None, default: float | None,
+             reference: str = "validation normals") -> None:
         import numpy as np
 
         self.figure.clear()
@@ -84,7 +85,7 @@ class QtScoreChart(QWidget):
         bins = [float(b) for b in np.linspace(0, 1, 26)]
         if validation is not None and len(validation):
             ax.hist(validation, bins=bins, density=True, color="#9aa7b5", alpha=0.6,
-                    label=f"validation normals ({len(validation)})")
+                    label=f"{reference} ({len(validation)})")
         if local:
             ax.hist(local, bins=bins, density=True, histtype="step", linewidth=2, color="#1f5fa8",
                     label=f"this site's normals ({len(local)})")
@@ -287,6 +288,7 @@ class QtCalibrateDialog(QDialog):
             SiteProfile,
             SiteProfileError,
             make_profile,
+            reference_films,
             threshold_basis,
             validation_normal_scores,
         )
@@ -305,13 +307,13 @@ class QtCalibrateDialog(QDialog):
         except SiteProfileError as exc:
             self.preview = None
             self.status.setText(f"Cannot calibrate: {exc.reason}.")
-            self.chart.draw(self.scores["normals"], validation, None, default)
+            self.chart.draw(self.scores["normals"], validation, None, default, reference_films(self.bundle))
         else:
             thr = float(self.preview["threshold"])
             left = (f" {self.counts['unreadable']} unreadable file(s) left out, {self.counts['rejected']} film(s) "
                     "rejected by the input gate and not counted." if any(self.counts.values()) else "")
             self.status.setText(f"Threshold p(COVID-19) >= {thr:.3f}: {threshold_basis(SiteProfile(self.preview))}.{left}")
-            self.chart.draw(self.scores["normals"], validation, thr, default)
+            self.chart.draw(self.scores["normals"], validation, thr, default, reference_films(self.bundle))
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self._update_buttons()
