@@ -65,7 +65,7 @@ def card_figures(model: Any, dataset: Dataset, *, check: Dataset | None = None,
     ``model.operating_points``) and compute the card's additions. Returns ``{"validation_scores",
     "validation_by_threshold", "check_set"}`` (``check_set``: the exported model's share of the check
     set's normals called COVID-19 and their mean p(covid), at every operating point)."""
-    from .train import POSITIVE, in_source_point, new_site_operating_points, predict_dataset
+    from .train import POSITIVE, new_site_points, predict_dataset
 
     va = model.operating_set
     out: dict[str, Any] = {}
@@ -74,14 +74,9 @@ def card_figures(model: Any, dataset: Dataset, *, check: Dataset | None = None,
         pats = dataset.patients()[va]
         p = predict_dataset(model, dataset, va, cache_dir=cache_dir)
         if model.operating_index:
-            points = new_site_operating_points(dataset, va, p, n_boot=n_boot)
-            sv = np.asarray(model.split.val)
-            yv = dataset.labels(POSITIVE)[sv] if len(sv) else np.zeros(0, int)
-            if len(set(yv.tolist())) == 2:
-                pv = predict_dataset(model, dataset, sv, cache_dir=cache_dir)
-                points += in_source_point(choose_operating_points(yv, pv, dataset.patients()[sv], n_boot=n_boot),
-                                          points)
-            model.operating_points = points
+            sv = np.asarray(model.split.val, dtype=int)
+            pv = predict_dataset(model, dataset, sv, cache_dir=cache_dir) if len(sv) else np.zeros(0)
+            model.operating_points = new_site_points(dataset, va, p, sv, pv, n_boot=n_boot)
         elif len(set(y.tolist())) == 2:
             model.operating_points = choose_operating_points(y, p, pats, n_boot=n_boot)
         out["validation_scores"] = validation_scores(y, p, pats)

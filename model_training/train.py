@@ -423,11 +423,7 @@ def train(dataset: Dataset, recipe: Recipe, split: Split, *, architecture: str =
         if operating_index:
             op = np.asarray(operating_index)
             model.operating_index = operating_index
-            model.operating_points = new_site_operating_points(
-                dataset, op, model.head_probs(feats[op]))
-            if len(set(y[va].tolist())) == 2:
-                model.operating_points += in_source_point(
-                    choose_operating_points(y[va], p_val, dataset.patients()[va]), model.operating_points)
+            model.operating_points = new_site_points(dataset, op, model.head_probs(feats[op]), va, p_val)
         elif len(set(y[va].tolist())) == 2:
             model.operating_points = choose_operating_points(y[va], p_val, dataset.patients()[va])
     return model
@@ -478,6 +474,21 @@ def in_source_point(validation_points: list[OperatingPoint], points: list[Operat
                                     "source)")
             + "; finds more COVID-19 than high_sensitivity, and flags more normals of a new site")
     return [replace(val, name=MORE_SENSITIVE, description=desc)]
+
+
+def new_site_points(dataset: Dataset, index: np.ndarray, p: np.ndarray, val_index: np.ndarray, p_val: np.ndarray,
+                    n_boot: int | None = None) -> list[OperatingPoint]:
+    """The points of an ``operating_sources="new_sites"`` model: :func:`new_site_operating_points` on the films
+    ``index`` (scores ``p``), plus :func:`in_source_point` from its validation films ``val_index`` (``p_val``)
+    when they hold both classes. Training and export (``card_figures``) both choose them here."""
+    points = new_site_operating_points(dataset, index, p, n_boot)
+    val_index = np.asarray(val_index, dtype=int)
+    y_val = dataset.labels(POSITIVE)[val_index]
+    if len(set(y_val.tolist())) == 2:
+        val_points = choose_operating_points(y_val, p_val, dataset.patients()[val_index],
+                                             **({} if n_boot is None else {"n_boot": n_boot}))
+        points += in_source_point(val_points, points)
+    return points
 
 
 def predict_dataset(model: TrainedModel, dataset: Dataset, index: np.ndarray | None = None, *,

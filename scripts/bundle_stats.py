@@ -414,13 +414,13 @@ def list_in_card(bundle: Path, stats_file: Path) -> None:
     """Add the stats file's sha256 to the bundle card's ``files`` (atomically), so that the application
     checks it like the model's own files."""
     from desktop.core.bundle import CARD_FILE
-    from desktop.core.fileio import atomic_write_bytes
+    from desktop.core.fileio import atomic_write_text
     from desktop.core.hashing import sha256_file
 
     card_path = bundle / CARD_FILE
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card.setdefault("files", {})[stats_file.name] = sha256_file(stats_file)
-    atomic_write_bytes(card_path, (json.dumps(card, indent=2) + "\n").encode("utf-8"), overwrite=True)
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n", overwrite=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -279,6 +279,36 @@ def test_the_more_sensitive_point_is_the_validation_rule_offered_only_below_the_
     assert T.in_source_point([], new_site) == []
 
 
+def test_new_site_points_add_the_validation_point_and_the_card_says_what_it_costs(data) -> None:
+    from types import SimpleNamespace
+
+    from model_training.pipeline import new_site_limitations
+
+    ds = read_dataset(data[0])
+    src, y = ds.sources(), ds.labels()
+    op = np.flatnonzero(np.isin(src, ["c", "d"]))  # films of sources "not trained on"
+    va = np.flatnonzero(np.isin(src, ["a", "b"]))
+    # new-site COVID-19 films score high, so their point is high; the validation films' is lower
+    p_op = np.where(y[op] == 1, 0.9 + 0.005 * np.arange(len(op)) % 0.09, 0.1)
+    p_va = np.where(y[va] == 1, 0.3 + 0.01 * np.arange(len(va)) % 0.2, 0.05)
+    points = T.new_site_points(ds, op, p_op, va, p_va, n_boot=10)
+    by = {o.name: o for o in points}
+    assert set(by) == {"balanced", "high_sensitivity", "high_specificity", T.MORE_SENSITIVE}
+    val_hs = next(o for o in M.choose_operating_points(y[va], p_va, ds.patients()[va], n_boot=10)
+                  if o.name == "high_sensitivity")
+    assert by[T.MORE_SENSITIVE].threshold == pytest.approx(val_hs.threshold)
+    assert by[T.MORE_SENSITIVE].threshold < by["high_sensitivity"].threshold
+    # no validation films of both classes: the new-site points alone
+    assert [o.name for o in T.new_site_points(ds, op, p_op, va[y[va] == 1], p_va[y[va] == 1], n_boot=10)] == \
+        ["balanced", "high_sensitivity", "high_specificity"]
+    model = SimpleNamespace(recipe=SimpleNamespace(mixed_sources_min=0), operating_points=points)
+    chk = {"at_operating_points": {"high_sensitivity": {"n": 93, "called_covid": 0.075, "called_covid_ci": [0.02, 0.13]},
+                                   T.MORE_SENSITIVE: {"n": 93, "called_covid": 0.226}}}
+    lines = new_site_limitations(model, ds, {"check_set": chk}, None)
+    assert any(f"'{T.MORE_SENSITIVE}' point (p(covid) >= {by[T.MORE_SENSITIVE].threshold:.3f}" in line
+               and "calls about 23% of those JSRT normals" in line for line in lines)
+
+
 def test_a_collapsed_head_is_trained_again_from_another_initialisation(monkeypatch) -> None:
     from model_training import train as T
 

@@ -292,7 +292,7 @@ def plain_sentence(p: float, threshold: float, positive: bool, op: dict[str, Any
     sens, spec = per_100(op.get("sensitivity")), per_100(op.get("specificity"))
     where = f"the \u201c{op_name}\u201d operating point" if op_name else "the operating point"
     shown = fmt_p(p, threshold)
-    measured = measured_on(str(op.get("description") or ""))
+    measured = measured_on(op.get("description"))
     if positive:
         text = (
             f"The model rates this image as showing a pattern it associates with COVID-19 pneumonia "

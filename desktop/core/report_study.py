@@ -175,7 +175,7 @@ def result_section(ctx: Ctx, prediction: Any, info: ReportInfo, *, compact: bool
         spec = value_with_ci(op.get("specificity"), op.get("specificity_ci"))
         lines.append(rich(
             "At this threshold (model card"
-            + ("" if claims else f", measured {esc(measured_on(str(op.get('description') or '')))}") + "): "
+            + ("" if claims else f", measured {esc(measured_on(op.get('description')))}") + "): "
             f"<b>sensitivity {esc(sens)}</b>, "
             f"<b>specificity {esc(spec)}</b>." + (f" {esc(claims)}" if claims else ""), st.small))
     else:

@@ -74,7 +74,7 @@ def freeze(value: Any) -> Any:
 _NEW_SITE_POINT = re.compile(r"on (\d+) films of (.+?) \(sources not trained on\)")
 
 
-def measured_on(description: str) -> str:
+def measured_on(description: str | None) -> str:
     """Where an operating point's sensitivity and specificity were measured, in words, from its card
     description: "on 598 films of hospitals the model was not trained on (shenzhen, siim)" for a point
     chosen on new sites (recipe ``operating_sources="new_sites"``), else "on the training sources'
