@@ -111,6 +111,20 @@ def test_a_chest_dicom_gets_its_result_and_an_unusual_film_a_caution(qtbot, main
     assert w.current_prediction() is not None  # a flag is advice, never a refusal
     assert not w.panel.caution.isHidden()
     assert FLAG_TEXT in w.panel.caution.text()
+    # and the PDF the report dialog writes says it in its result box
+    w.export_report()
+    dialog = w.report_dialog
+    qtbot.waitUntil(lambda: dialog.isVisible(), timeout=5000)
+    assert dialog.caution == FLAG_TEXT
+    out = tmp_path / "odd.pdf"
+    with qtbot.waitSignal(dialog.saved, timeout=60000):
+        dialog.save_to(str(out))
+    from tests.report_helpers import flat, pdf_text
+
+    assert "Note: this film is unlike the films the model was trained on" in flat(pdf_text(out))
+    from PySide6.QtCore import QTimer
+
+    QTimer.singleShot(0, dialog.saved_box.reject)
 
 
 def test_an_image_opened_with_a_site_chosen_is_decided_at_the_site_threshold(qtbot, main_window) -> None:

@@ -195,3 +195,19 @@ def test_report_refuses_bad_clinical_options(tmp_path: Path, model: str) -> None
         with pytest.raises(SystemExit) as exc:
             main(["report", str(png), "-o", str(tmp_path / "r.pdf"), "--model", model, *bad])
         assert exc.value.code == 2
+
+
+def test_report_command_prints_the_ood_caution(tmp_path: Path, model: str, dicom: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A film the OOD score flags says so in the PDF's result box (the same gate run as the scan's)."""
+    from desktop.core import gate
+    from desktop.core.ood import OODResult
+
+    monkeypatch.setattr(gate, "assess", lambda features, stats: OODResult(score=9.0, threshold=1.0))
+    out = tmp_path / "odd.pdf"
+    assert main(["report", str(dicom), "-o", str(out), "--model", model]) == 0
+    assert "Note: this film is unlike the films the model was trained on" in flat(pdf_text(out))
+    monkeypatch.setattr(gate, "assess", lambda features, stats: OODResult(score=0.5, threshold=1.0))
+    usual = tmp_path / "usual.pdf"
+    assert main(["report", str(dicom), "-o", str(usual), "--model", model]) == 0
+    assert "unlike the films the model was trained on" not in flat(pdf_text(usual))

@@ -145,8 +145,11 @@ def full_page_film(ctx: Ctx, image: XRay | np.ndarray, *, window: Window | None,
     return [PageBreak(), ImageBox(jpg, w_pt, h_pt), Spacer(1, 2 * mm), para(caption, ctx.st.caption)]
 
 
-def result_section(ctx: Ctx, prediction: Any, info: ReportInfo, *, compact: bool = False) -> list[Flowable]:
-    """The result in plain words; the model's internals are in the technical section."""
+def result_section(ctx: Ctx, prediction: Any, info: ReportInfo, *, compact: bool = False,
+                   caution: str | None = None) -> list[Flowable]:
+    """The result in plain words; the model's internals are in the technical section. ``caution``: the
+    out-of-distribution flag's sentence (:data:`desktop.core.ood.FLAG_TEXT`) when the film is unlike the
+    training films, printed in bold inside the result box."""
     st = ctx.st
     p = float(prediction.p_covid)
     threshold = float(prediction.threshold)
@@ -185,6 +188,8 @@ def result_section(ctx: Ctx, prediction: Any, info: ReportInfo, *, compact: bool
         lines.append(para(prevalence_sentence(op, info.prevalence), st.small))
     lines.append(Spacer(1, 1.5 * mm))
     lines.append(para(plain_sentence(p, threshold, positive, op, op_name), st.body))
+    if caution:
+        lines.append(rich(f"<b>Note: this film is {esc(caution)}.</b>", st.small))
     model = para(f"Model: {ctx.model_plain()} (details on a later page)", st.tiny)
     box = Table([[top], [lines], [model]], colWidths=[ctx.width])
     box.setStyle(table_style([
@@ -241,8 +246,10 @@ def study_flowables(
     source: str = "",
     sha256: str = "",
     attachment: Attachment | None = None,
+    caution: str | None = None,
 ) -> list[Flowable]:
-    """The pages of one study. ``image`` is the X-ray, or its display image (uint8) with ``meta``/``source``."""
+    """The pages of one study. ``image`` is the X-ray, or its display image (uint8) with ``meta``/``source``;
+    ``caution`` the OOD flag's sentence (see :func:`result_section`)."""
     xray = image if isinstance(image, XRay) else None
     if xray is not None:
         meta, source, sha256 = xray.metadata, xray.source or "", xray.sha256
@@ -266,7 +273,7 @@ def study_flowables(
     head = [
         header(ctx, info, title=TITLE, when=when, report_id=report_id, clinic=clinic, address=info.clinic_address),
         *patient_section(ctx, patient, info, anonymize=anonymize),
-        *result_section(ctx, prediction, info, compact=compact),
+        *result_section(ctx, prediction, info, compact=compact, caution=caution),
     ]
     tail: list[Flowable] = [Spacer(1, 2 * mm), para(
         "Decision support only, not a diagnosis: the final decision rests with the clinician."
@@ -362,14 +369,16 @@ def write_study_report(
     cmap: str | None = None,
     alpha: float | None = None,
     quiet: bool = False,
+    caution: str | None = None,
 ) -> Path:
     """Write the single-study PDF for the remote doctor; return its path.
 
     ``prediction`` and ``heatmap`` come from ``Predictor.explain(xray)``;
     ``window`` is the display window the user chose (the file's default when
     None), ``cmap``/``alpha`` the overlay colour map
-    (:data:`desktop.core.overlay.COLORMAPS`) and opacity the user chose.
-    ``quiet`` (a preview) logs nothing. Raises
+    (:data:`desktop.core.overlay.COLORMAPS`) and opacity the user chose;
+    ``caution`` the OOD flag's sentence of a film unlike the training films
+    (``OODResult.text``), printed in the result box. ``quiet`` (a preview) logs nothing. Raises
     :class:`~desktop.core.errors.OutputError` (exists, unwritable, disk
     full) and leaves no partial file behind. A film the input gate rejected
     (``prediction.status == "rejected"``) gets no chest result: ValueError.
@@ -386,6 +395,7 @@ def write_study_report(
     story = study_flowables(
         ctx, xray, prediction, heatmap, info,
         anonymize=anonymize, when=when, report_id=report_id, window=window, compact=False, attachment=attachment,
+        caution=caution,
     )
     meta = pdf_meta(
         title=f"{TITLE} {report_id}",

@@ -375,7 +375,7 @@ class QtMainWindow(QtWindowActions, QtWindowDocuments, QtWindowView):
         analysis = study.analyses[bundle.name]
         dialog = QtReportDialog(
             study.xray, prediction, analysis.heatmap, bundle, self.settings, self.errors,
-            window=self.view.display_window, colormap=self._colormap, parent=self,
+            window=self.view.display_window, colormap=self._colormap, caution=analysis.caution, parent=self,
         )
         self.report_dialog = dialog
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -1,7 +1,7 @@
 """The report dialog: a form prefilled from the file, an anonymise option, a page-1 preview, save.
 
 The PDF itself is written by :func:`desktop.core.report.write_study_report`
-in a worker. The preview is that same PDF, written to a temporary file and
+in a worker (:mod:`.qt_report_output`, no widgets). The preview is that same PDF, written to a temporary file and
 its first page rasterised with pypdfium2 when available (PySide6-Essentials
 has no QtPdf); without it, the preview shows the images and the fields.
 The report ID and time are fixed when the dialog opens, so the preview shows
@@ -14,9 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import tempfile
-import threading
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,146 +47,13 @@ from desktop.core.overlay import SHOW_BELOW_THRESHOLD
 from .qt_dicom_results import add_dicom_results_option
 from .qt_errors import QtErrorHandler
 from .qt_image_view import rgb_to_qimage
+from .qt_report_output import ReportForm, preview, write_report
 from .qt_settings import AppSettings
 from .qt_workers import QtWorker, create_worker
 
 log = logging.getLogger(__name__)
 
-PREVIEW_WIDTH_PX = 1100
-_PDFIUM_LOCK = threading.Lock()
-
 SEX_CHOICES = (("", "(not given)"), ("F", "Female"), ("M", "Male"), ("O", "Other"))
-
-
-@dataclass(frozen=True)
-class ReportForm:
-    """What the user typed (patient fields override the file's values)."""
-
-    patient_name: str
-    patient_id: str
-    patient_sex: str
-    birth_date: str
-    age: str
-    study_date: str
-    accession: str
-    view: str
-    clinic_name: str
-    clinic_address: str
-    operator: str
-    page_size: str
-    anonymize: bool
-    clinic_phone: str = ""
-    clinic_email: str = ""
-    symptoms: str = ""
-    spo2: str = ""
-    temperature: str = ""
-    urgency: str = ""
-    prevalence: float | None = None
-    attach_original: bool = False
-    full_page_film: bool = False
-    heatmap_below_threshold: bool = False
-    report_id: str | None = None
-    analysed_at: _dt.datetime | None = None
-
-    def report_info(self) -> Any:
-        from desktop.core.report import ReportInfo
-
-        return ReportInfo(
-            clinic_name=self.clinic_name,
-            clinic_address=self.clinic_address,
-            clinic_phone=self.clinic_phone,
-            clinic_email=self.clinic_email,
-            operator=self.operator,
-            symptoms=self.symptoms,
-            spo2=self.spo2,
-            temperature=self.temperature,
-            urgency=self.urgency,
-            prevalence=self.prevalence,
-            attach_original=self.attach_original and not self.anonymize,
-            full_page_film=self.full_page_film,
-            show_heatmap_below_threshold=self.heatmap_below_threshold,
-            report_id=self.report_id,
-            analysed_at=self.analysed_at,
-            patient_name=self.patient_name,
-            patient_id=self.patient_id,
-            patient_sex=self.patient_sex,
-            birth_date=self.birth_date,
-            age=self.age,
-            study_date=self.study_date,
-            accession=self.accession,
-            view=self.view,
-            page_size=self.page_size,
-        )
-
-
-def render_pdf_page(path: str | os.PathLike[str], width_px: int = PREVIEW_WIDTH_PX) -> np.ndarray | None:
-    """Page 1 of a PDF as an RGB uint8 array, or None when pypdfium2 is not installed."""
-    try:
-        import pypdfium2 as pdfium
-    except ImportError:
-        return None
-    with _PDFIUM_LOCK:
-        pdf = pdfium.PdfDocument(os.fspath(path))
-        try:
-            page = pdf[0]
-            scale = width_px / max(page.get_width(), 1.0)
-            image = page.render(scale=scale).to_pil().convert("RGB")
-            page.close()
-        finally:
-            pdf.close()
-    return np.asarray(image)
-
-
-def _write_report(
-    path: str, xray: XRay, prediction: Any, heatmap: Any, bundle: Any, form: ReportForm,
-    window: Window | None, overwrite: bool, audit: bool, cmap: str | None = None, alpha: float | None = None,
-) -> str:
-    from desktop.core.report import write_study_report
-
-    out = write_study_report(
-        path, xray, prediction, heatmap, bundle, form.report_info(),
-        anonymize=form.anonymize, overwrite=overwrite, window=window, cmap=cmap, alpha=alpha,
-        quiet=not audit,  # a preview: not a report written
-    )
-    if audit:
-        _audit_report(out, xray, prediction, bundle, form)
-    return str(out)
-
-
-def _audit_report(out: Path, xray: XRay, prediction: Any, bundle: Any, form: ReportForm) -> None:
-    try:
-        from desktop.core.audit import AuditLog
-        from desktop.core.hashing import sha256_file
-
-        with AuditLog(operator=form.operator or None) as log_:
-            log_.record(
-                "report",
-                file_sha256=xray.sha256,
-                file_path=None if form.anonymize else xray.source,
-                model=prediction.model,
-                model_version=prediction.model_version,
-                model_sha256=getattr(bundle.card, "sha256", None),
-                operating_point=prediction.operating_point,
-                threshold=prediction.threshold,
-                result={"status": "ok", "label": prediction.label, "p_covid": float(prediction.p_covid)},
-                anonymized=form.anonymize,
-                output_sha256=sha256_file(out),
-                source="gui",
-            )
-    except Exception:  # the audit log must never stop a report
-        log.warning("audit entry for the report not written", exc_info=True)
-
-
-def _preview(
-    xray: XRay, prediction: Any, heatmap: Any, bundle: Any, form: ReportForm, window: Window | None,
-    cmap: str | None = None, alpha: float | None = None,
-) -> np.ndarray | None:
-    with tempfile.TemporaryDirectory(prefix="cxr-preview-") as tmp:
-        path = os.path.join(tmp, "preview.pdf")
-        # no attachment in the preview: it is never shown and may be large
-        form = replace(form, attach_original=False)
-        _write_report(path, xray, prediction, heatmap, bundle, form, window, True, False, cmap, alpha)
-        return render_pdf_page(path)
 
 
 class QtReportDialog(QDialog):
@@ -209,6 +73,7 @@ class QtReportDialog(QDialog):
         *,
         window: Window | None = None,
         colormap: str = "jet",
+        caution: str | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -220,6 +85,7 @@ class QtReportDialog(QDialog):
         self.errors = errors
         self.display_window = window if window is not None and window is not xray.window else None
         self.colormap = colormap
+        self.caution = caution  # the OOD flag's sentence (Analysis.caution): printed in the result box
         self.opacity = float(getattr(settings, "heatmap_opacity", 0.45))
         from desktop.core.report import make_report_id
 
@@ -468,8 +334,8 @@ class QtReportDialog(QDialog):
             return
         self.preview_status.setText("Updating...")
         worker = create_worker(
-            _preview, self.xray, self.prediction, self.heatmap, self.bundle, self.form(),
-            self.display_window, self.colormap, self.opacity, _start=False,
+            preview, self.xray, self.prediction, self.heatmap, self.bundle, self.form(),
+            self.display_window, self.colormap, self.opacity, self.caution, _start=False,
         )
         worker.signals.returned.connect(self._show_preview)
         worker.signals.errored.connect(self._preview_failed)
@@ -549,8 +415,8 @@ class QtReportDialog(QDialog):
         self.save_button.setEnabled(False)
         self.save_button.setText("Saving...")
         worker = create_worker(
-            _write_report, os.fspath(path), self.xray, self.prediction, self.heatmap, self.bundle,
-            form, self.display_window, overwrite, True, self.colormap, self.opacity, _start=False,
+            write_report, os.fspath(path), self.xray, self.prediction, self.heatmap, self.bundle,
+            form, self.display_window, overwrite, True, self.colormap, self.opacity, self.caution, _start=False,
         )
         worker.signals.returned.connect(self._on_saved)
         worker.signals.errored.connect(lambda exc: self.errors.handle(exc, "Saving the report"))
@@ -595,4 +461,4 @@ def _date_text(dicom_date: str) -> str:
     return text
 
 
-__all__ = ["QtReportDialog", "ReportForm", "render_pdf_page"]
+__all__ = ["QtReportDialog", "ReportForm"]

@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     out = write_study_report(
         args.output, xray, prediction, heatmap, loaded.bundle, info,
         anonymize=args.anonymize, overwrite=args.overwrite, window=window, cmap=args.colormap, alpha=args.opacity,
+        caution=None if screened.ood is None else screened.ood.text,
     )
     if args.dicom_results:  # desktop.core.dicomnet: SC + SR in the film's study
         from desktop.core.dicomnet.screening import results_for_prediction
