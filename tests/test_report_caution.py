@@ -69,7 +69,7 @@ def test_batch_report_marks_flagged_rows_and_their_study_pages(tmp_path: Path) -
     assert text.count(f"Note: this film is {WORDS}") == 1
 
 
-@pytest.mark.parametrize("flag, said", [(True, True), (False, False), (None, False)])
+@pytest.mark.parametrize(("flag", "said"), [(True, True), (False, False), (None, False)])
 def test_caution_of_a_scan_row(tmp_path: Path, flag: bool | None, said: bool) -> None:
     from desktop.core.report_batch import caution_of
 
