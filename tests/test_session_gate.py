@@ -139,6 +139,23 @@ def test_a_chest_film_runs_the_model_once_for_result_heatmap_and_ood_flag(tmp_pa
     assert analyze(xray, predictor, None).caution is None  # no statistics, no flag
 
 
+def test_a_heatmap_scan_runs_the_model_once_per_film_too(tmp_path: Path, predictor: Any) -> None:
+    """The scan pipeline's explain (heatmaps asked for) with input statistics: gate, OOD and Grad-CAM from
+    one forward pass, the same result and map as the two-pass way."""
+    from desktop.core.scan.pipeline import ModelView
+
+    counted = Counting(predictor)
+    view = ModelView(counted, "high_sensitivity", SimpleNamespace(arrays=far_ood_stats(predictor.feature_shape[2])))
+    x = predictor.preprocess(load_xray(chest_dicom(tmp_path / "chest.dcm")))
+    pred, heatmap = view.explain(x)
+    assert counted.runs == 1
+    expected, two_pass = predictor.explain_input(x, "high_sensitivity")
+    assert (pred.operating_point, pred.label) == ("high_sensitivity", expected.label)
+    assert pred.p_covid == pytest.approx(expected.p_covid, abs=1e-6)
+    np.testing.assert_allclose(heatmap.cam, two_pass.cam, atol=1e-5)
+    assert view.ood[id(pred)].flagged  # the OOD result of that same pass is kept for the row
+
+
 def test_the_learnt_gate_rejects_a_png_but_trusts_a_chest_tagged_dicom(tmp_path: Path, predictor: Any) -> None:
     stats = SimpleNamespace(arrays=reject_all_gate(predictor.feature_shape[2]))
     png = analyze(load_xray(CHEST_PNG), predictor, None, stats)

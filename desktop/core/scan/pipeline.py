@@ -182,14 +182,23 @@ class ModelView:
         return list(preds)
 
     def explain(self, inp: Any) -> tuple[Any, Any]:
-        """(prediction, heatmap); ``(GateResult, None)`` for a film the learnt gate rejects."""
+        """(prediction, heatmap); ``(GateResult, None)`` for a film the learnt gate rejects.
+
+        Gated, the model runs once: the gate and the OOD score read the feature map of the same forward
+        pass the Grad-CAM comes from (``Predictor.explain_outputs``)."""
         if self._gated():
             import numpy as np
 
-            fmap, _ = self.predictor.forward_raw(np.asarray(inp)[None])
+            fmap, probs = self.predictor.forward_raw(np.asarray(inp)[None])
             verdict = self._verdict(fmap, lambda: None)
             if getattr(verdict, "rejected", False):
                 return verdict, None
+            from_outputs = getattr(self.predictor, "explain_outputs", None)
+            if callable(from_outputs):
+                pred, heatmap = from_outputs(fmap, probs, self.predictor.operating_point(self._op))
+                self.ood[id(pred)] = self._last_ood
+                self._remember([pred])
+                return pred, heatmap
         fn = getattr(self.predictor, "explain_input", None) or self.predictor.explain
         pred, heatmap = fn(inp, self._op)
         if self._gated():
