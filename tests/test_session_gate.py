@@ -256,3 +256,30 @@ def test_an_edited_site_profile_is_refused_before_a_scan(tmp_path: Path) -> None
     profile.path.write_text(text, encoding="utf-8")
     with pytest.raises(SiteProfileError, match="changed after it was made"):
         resolve_site(bundle, "site:Clinic West")
+
+
+def test_a_scan_resumed_after_its_site_was_calibrated_again_is_refused(tmp_path: Path, predictor: Any) -> None:
+    """``scan --resume`` (desktop.core.batch.scan) compares the threshold too, not only the operating point's
+    name: a site profile calibrated again keeps its name and moves its threshold."""
+    from desktop.core.batch import scan
+    from desktop.core.errors import OutputError
+    from tests.batch_support import make_png
+
+    bundle = discovered_tiny_bundle()
+    first = site_profile(bundle, "Clinic West", 4)
+    folder, out = tmp_path / "films", tmp_path / "out" / "results.csv"
+    for i in range(2):
+        make_png(folder / f"f{i}.png", i, size=96)
+    assert len(list(scan(folder, predictor, site=first, results_csv=out, workers=0))) == 2
+    make_png(folder / "f2.png", 2, size=96)
+    before = out.read_bytes()
+    again = site_profile(bundle, "Clinic West", 9)
+    assert again.threshold != pytest.approx(first.threshold)
+    with pytest.raises(OutputError, match="decided at threshold") as err:
+        list(scan(folder, predictor, site=again, results_csv=out, resume=True, workers=0))
+    assert f"{first.threshold:.4g}" in str(err.value)
+    assert f"{again.threshold:.4g}" in str(err.value)
+    assert out.read_bytes() == before  # nothing written
+    same = site_profile(bundle, "Clinic West", 4)  # the first calibration, saved again: the same threshold
+    (row,) = list(scan(folder, predictor, site=same, results_csv=out, resume=True, workers=0))
+    assert (row.relpath, row.operating_point) == ("f2.png", "site:Clinic West")

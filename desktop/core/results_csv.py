@@ -263,6 +263,9 @@ class ResultsWriter:
         self.path = Path(path)
         self.done: dict[str, str] = {}  # relpath -> sha256 of rows already in the file
         self.models: set[tuple[str, str, str]] = set()  # (model, version, operating point) of its ok rows
+        #: the thresholds its ok rows were decided at, per (model, version, operating point): a site profile
+        #: calibrated again keeps its name and moves its threshold
+        self.thresholds: dict[tuple[str, str, str], set[float]] = {}
         self.rows_before = 0
         self.repaired = False
         self.damaged_copy: Path | None = None
@@ -314,7 +317,12 @@ class ResultsWriter:
         for row in contents.rows:
             self.done[_from_text(row[0])] = row[1]
             if row[2] == "ok":
-                self.models.add((_from_text(row[5]), _from_text(row[6]), _from_text(row[9])))
+                made = (_from_text(row[5]), _from_text(row[6]), _from_text(row[9]))
+                self.models.add(made)
+                try:
+                    self.thresholds.setdefault(made, set()).add(float(row[7]))
+                except ValueError:  # an empty or edited cell: nothing to compare
+                    pass
             self.rows_before += 1
         if contents.tail != len(data):
             self._keep_aside(data[contents.tail :])

@@ -22,6 +22,7 @@ this module adds what a folder scan needs on top:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -202,6 +203,18 @@ def _check_same_model(writer: ResultsWriter, model: ModelView) -> None:
             f"holds results of model {name} {version} at operating point {op!r}; this scan uses "
             f"{current[0]} {current[1]} at {current[2]!r} and would mix them",
             "resume with the same --model and --operating-point, or choose another --out",
+        )
+    if model.threshold is None:
+        return
+    moved = sorted(t for t in writer.thresholds.get(current, ())
+                   if not math.isclose(t, model.threshold, rel_tol=1e-5, abs_tol=1e-9))
+    if moved:  # the same name at another threshold: a site profile calibrated again since
+        writer.close()
+        raise OutputError(
+            writer.path,
+            f"holds results of {current[0]} {current[1]} at {current[2]!r} decided at threshold {moved[0]:.4g}; "
+            f"{current[2]!r} is now at {model.threshold:.4g} and the two would mix",
+            "start the scan again with --overwrite, or choose another --out",
         )
 
 
