@@ -29,8 +29,22 @@ W = '../shared/weights/mobilenet_v1_1.0_224_imagenet_partial.npz'
 def summ(res: dict) -> dict:
     return {f: {'auroc': x['overall']['auroc'], 'ci': x['overall']['auroc_ci'],
                 'pa': x.get('pa_only', {}).get('auroc'), 'acc05': x['overall'].get('accuracy_at_0.5'),
-                'sens': x['overall']['sensitivity'], 'spec': x['overall']['specificity'], 'seconds': x['seconds']}
+                'sens': x['overall']['sensitivity'], 'spec': x['overall']['specificity'], 'seconds': x['seconds'],
+                'new_site': new_site(x.get('new_site') or {})}
             for f, x in res['folds'].items()}
+
+
+def new_site(ns: dict) -> dict:
+    """The new-site figures of one fold (``model_training.newsite``), without the bootstrap detail."""
+    def called(d: dict) -> float | None:
+        return d.get('called_covid') if d else None
+    return {'threshold': ns.get('threshold'), 'check_called': called(ns.get('check_set', {})),
+            'check_mean_p': ns.get('check_set', {}).get('mean_p_covid'),
+            'held_out_normals_called': called(ns.get('held_out_normals', {})),
+            'held_out_sens': ns.get('held_out_covid_sensitivity', {}).get('sensitivity'),
+            'covid_sens_by_source': {s: d['called_covid'] for s, d in ns.get('covid_by_source', {}).items()},
+            'normals_called_by_source': {s: d['called_covid'] for s, d in ns.get('normals_by_source', {}).items()},
+            'at_sens_0.95': ns.get('at_sensitivity_0.95')}
 
 
 def run(ds, rec: Recipe, folds: list[str], seed: int) -> dict:
