@@ -14,6 +14,10 @@ The runs in experiments.md:
     scripts/explore_variants.py flat64 ours_frozen head=flatten_dense hidden=64 learning_rate=0.0001
     scripts/explore_variants.py flat32 ours_frozen head=flatten_dense hidden=32 learning_rate=0.0001 \\
         --folds random,F4,F1,F2 --seeds 0      # then --folds F4 --seeds 1,2
+    # the ninth session (deeper fine-tuning under the new-site criterion; fine-tuning needs the GAP head):
+    scripts/explore_variants.py xsite_gap ours_xsite head=gap_dense hidden=128 learning_rate=0.001 --folds random,F3
+    scripts/explore_variants.py xsite_gap_ft2 ours_xsite head=gap_dense hidden=128 learning_rate=0.001 \
+        finetune_blocks=2 finetune_lr=0.0001 finetune_epochs=30 --folds random,F3
 """
 import argparse
 import json
@@ -21,9 +25,11 @@ import os
 
 from model_training.compare import run_protocol
 from model_training.data import read_dataset
+from model_training.newsite import default_check_dir, read_check_set
 from model_training.recipes import Recipe, get_recipe
 
 W = '../shared/weights/mobilenet_v1_1.0_224_imagenet_partial.npz'
+DATA = '../shared/data/cxr'
 
 
 def summ(res: dict) -> dict:
@@ -48,15 +54,16 @@ def new_site(ns: dict) -> dict:
 
 
 def run(ds, rec: Recipe, folds: list[str], seed: int) -> dict:
-    """``folds``: "random" and/or LOSO fold names; one result per fold."""
+    """``folds``: "random" and/or LOSO fold names; one result per fold (JSRT normals as the check set)."""
+    check = read_check_set(default_check_dir(DATA))
     out = {}
     if 'random' in folds:
         out.update(summ(run_protocol(ds, rec, protocol='random', weights=W, cache_dir='runs/cache', seed=seed,
-                                     n_boot=200)))
+                                     n_boot=200, check=check)))
     loso = [f for f in folds if f != 'random']
     if loso:
         out.update(summ(run_protocol(ds, rec, protocol='loso', weights=W, cache_dir='runs/cache', seed=seed,
-                                     n_boot=200, folds=loso)))
+                                     n_boot=200, folds=loso, check=check)))
     return out
 
 
@@ -79,7 +86,7 @@ def main() -> None:
     args = ap.parse_args()
     changes = {k: parse_value(v) for k, v in (c.split('=', 1) for c in args.changes)}
     rec = get_recipe(args.base).with_(name=f'{args.base}_{args.name}', **changes)
-    ds = read_dataset('../shared/data/cxr')
+    ds = read_dataset(DATA)
     os.makedirs('runs/explore', exist_ok=True)
     path = f'runs/explore/{args.name}.json'
     out = json.load(open(path)) if os.path.exists(path) else {}
