@@ -22,7 +22,7 @@ Every fold's new-site figures come from ``model_training.newsite`` (threshold = 
 high-sensitivity point; JSRT normals as the check, never used to choose anything). Output:
 docs/results/groups_exploration.json and the lever-1 table.
 
-    .venv/bin/python scripts/explore_groups.py [--dro-eta 0,0.01,0.1] [--adv-lam 0,0.3,1,3]
+    .venv/bin/python scripts/explore_groups.py [--dro-eta 0,0.01,0.1] [--adv-lam 0,1,3]   # the runs in experiments.md
 """
 
 from __future__ import annotations
@@ -39,16 +39,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from explore_newsite import W, table  # noqa: E402
+from explore_newsite import pooled_probe_inputs, table  # noqa: E402
 
-from model_training.compare import fold_splits  # noqa: E402
-from model_training.data import patient_split, read_dataset  # noqa: E402
-from model_training.features import dataset_features  # noqa: E402
 from model_training.metrics import auroc, choose_operating_points  # noqa: E402
 from model_training.newsite import (  # noqa: E402
-    default_check_dir,
     fold_new_site,
-    read_check_set,
     summarize_recipe,
 )
 from model_training.recipes import OURS_SPATIAL  # noqa: E402
@@ -177,22 +172,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/cxr")
     ap.add_argument("--dro-eta", default="0,0.01,0.1")
-    ap.add_argument("--adv-lam", default="0,0.3,1,3")
+    ap.add_argument("--adv-lam", default="0,1,3")
     ap.add_argument("--c", type=float, default=1e-3, help="inverse L2 strength of the group-DRO probe")
     ap.add_argument("--out", default="docs/results/groups_exploration.json")
     ap.add_argument("--n-boot", type=int, default=200)
     args = ap.parse_args()
-    ds = read_dataset(args.data)
-    check = read_check_set(default_check_dir(args.data))
-    spec = OURS_SPATIAL.preprocess()
-    kw = {"architecture": "mobilenet", "weights": W, "cache_dir": "runs/cache"}
-    gap = lambda f: f.astype(np.float32).mean(axis=(1, 2))  # noqa: E731
-    base = gap(dataset_features(ds, spec, **kw)[0])
-    copies = [gap(dataset_features(ds, spec, augment_seed=k, augment_kind="photometric", **kw)[0]) for k in (1, 2, 3)]
-    pc = gap(dataset_features(check, spec, **kw)[0])
+    ds, check, base, copies, pc, splits = pooled_probe_inputs(args.data)
     y, src = ds.labels(), ds.sources().astype(str)
     groups = np.array([f"{s}|{lab}" for s, lab in zip(src, y, strict=True)])
-    splits = {"random": patient_split(ds, val_fraction=0.15, test_fraction=0.15, seed=0), **fold_splits(ds, 0)}
     variants: dict[str, Fitter] = {}
     variants.update({f"dro_eta{e:g}_C{args.c:g}": dro_fitter(args.c, e) for e in
                      (float(s) for s in args.dro_eta.split(",") if s)})

@@ -29,16 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from explore_newsite import W, fit_predict, table  # noqa: E402
+from explore_newsite import fit_predict, pooled_probe_inputs, table  # noqa: E402
 
-from model_training.compare import fold_splits  # noqa: E402
-from model_training.data import Split, mixed_sources, patient_split, read_dataset, restrict_split  # noqa: E402
-from model_training.features import dataset_features  # noqa: E402
+from model_training.data import Split, mixed_sources, restrict_split  # noqa: E402
 from model_training.metrics import auroc, choose_operating_points  # noqa: E402
 from model_training.newsite import (  # noqa: E402
-    default_check_dir,
     fold_new_site,
-    read_check_set,
     summarize_recipe,
 )
 from model_training.recipes import OURS_MIXED, OURS_SPATIAL  # noqa: E402
@@ -112,16 +108,8 @@ def main() -> None:
     ap.add_argument("--out", default="docs/results/invariance_exploration.json")
     ap.add_argument("--n-boot", type=int, default=200)
     args = ap.parse_args()
-    ds = read_dataset(args.data)
-    check = read_check_set(default_check_dir(args.data))
-    spec = OURS_SPATIAL.preprocess()
-    kw = {"architecture": "mobilenet", "weights": W, "cache_dir": "runs/cache"}
-    gap = lambda f: f.astype(np.float32).mean(axis=(1, 2))  # noqa: E731
-    base = gap(dataset_features(ds, spec, **kw)[0])
-    copies = [gap(dataset_features(ds, spec, augment_seed=k, augment_kind="photometric", **kw)[0]) for k in (1, 2, 3)]
-    pc = gap(dataset_features(check, spec, **kw)[0])
+    ds, check, base, copies, pc, splits = pooled_probe_inputs(args.data)
     y, src = ds.labels(), ds.sources().astype(str)
-    splits = {"random": patient_split(ds, val_fraction=0.15, test_fraction=0.15, seed=0), **fold_splits(ds, 0)}
     results: dict = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     for mode in args.train.split(","):
         grid = [("pca", int(k)) for k in args.pca.split(",")] if args.pca else \

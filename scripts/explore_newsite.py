@@ -55,6 +55,25 @@ def pool(f: np.ndarray, kind: str) -> np.ndarray:
     return x.mean(axis=(1, 2))
 
 
+def pooled_probe_inputs(data: str) -> tuple:
+    """What the feature-space levers (8, 9) start from: the dataset, the JSRT check set, the global-average-
+    pooled frozen features of the bundled preprocessing (original, 3 photometric copies, check films) and
+    the random split plus every LOSO fold."""
+    from model_training.compare import fold_splits
+    from model_training.data import patient_split
+
+    ds = read_dataset(data)
+    check = read_check_set(default_check_dir(data))
+    spec = OURS_SPATIAL.preprocess()
+    kw = {"architecture": "mobilenet", "weights": W, "cache_dir": "runs/cache"}
+    base = pool(dataset_features(ds, spec, **kw)[0], "gap")
+    copies = [pool(dataset_features(ds, spec, augment_seed=k, augment_kind="photometric", **kw)[0], "gap")
+              for k in (1, 2, 3)]
+    pc = pool(dataset_features(check, spec, **kw)[0], "gap")
+    splits = {"random": patient_split(ds, val_fraction=0.15, test_fraction=0.15, seed=0), **fold_splits(ds, 0)}
+    return ds, check, base, copies, pc, splits
+
+
 def fit_predict(xs_tr: list[np.ndarray], y_tr: np.ndarray, w_tr: np.ndarray, c: float,
                 evals: list[np.ndarray]) -> list[np.ndarray]:
     from sklearn.linear_model import LogisticRegression
