@@ -109,10 +109,20 @@ def _writer(path: str, worker: int, n: int) -> None:
             _record(log, worker * 10_000 + i)
 
 
-def test_concurrent_appends_from_processes_interleave_whole_lines(tmp_path: Path) -> None:
+def _reopening_writer(path: str, worker: int, n: int) -> None:
+    """A writer that opens the log for every entry: each open checks for a torn last line."""
+    for i in range(n):
+        with AuditLog(path, operator=f"w{worker}") as log:
+            _record(log, worker * 10_000 + i)
+
+
+@pytest.mark.parametrize("writer", [_writer, _reopening_writer])
+def test_concurrent_appends_from_processes_interleave_whole_lines(tmp_path: Path, writer) -> None:
+    """Whole lines, none lost, and no stray blank line: a writer opening the log while another appends must
+    not take that half-visible line for one torn by a crash."""
     path = tmp_path / "audit.jsonl"
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(path), w, 150)) for w in range(4)]
+    procs = [ctx.Process(target=writer, args=(str(path), w, 150)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:

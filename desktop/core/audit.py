@@ -18,13 +18,17 @@ clinics often name files after the patient. Error results keep their kind
 path.
 
 Appends are safe from several processes at once: the file is opened with
-``O_APPEND`` and each entry is one ``write`` of one line, then ``fsync``.
+``O_APPEND`` and each entry is one ``write`` of one line, then ``fsync``;
+on POSIX each append also holds an advisory ``flock``, so that the check for
+a line torn by a crash (made when a writer opens the file) cannot see
+another process's line half-written and end it with a stray newline.
 An audit log that cannot be written is logged as a warning and does not stop
 the screening (``AuditLog.failed`` tells the caller, which reports it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -90,6 +94,22 @@ def file_names_allowed() -> bool:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    """An exclusive advisory lock on the audit file for one append (POSIX ``flock``; elsewhere none:
+    ``O_APPEND`` alone keeps lines whole, only the torn-line check may then add a blank line)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class AuditLog:
@@ -172,8 +192,10 @@ class AuditLog:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
                     self._fd = os.open(self.path, flags, 0o600)
-                    self._end_torn_line(self._fd)
-                written = os.write(self._fd, line)  # one write per line: atomic under O_APPEND
+                    with _locked(self._fd):
+                        self._end_torn_line(self._fd)
+                with _locked(self._fd):
+                    written = os.write(self._fd, line)  # one write per line: atomic under O_APPEND
                 if written != len(line):
                     raise OSError(f"short write ({written} of {len(line)} bytes)")
                 os.fsync(self._fd)
