@@ -71,8 +71,6 @@ def test_batch_report_marks_flagged_rows_and_their_study_pages(tmp_path: Path) -
 
 @pytest.mark.parametrize(("flag", "said"), [(True, True), (False, False), (None, False)])
 def test_caution_of_a_scan_row(tmp_path: Path, flag: bool | None, said: bool) -> None:
-    from desktop.core.report_batch import caution_of
-
     r = _row(write_png(tmp_path / "a.png"), tmp_path, 0.4, flag)
-    assert (caution_of(r) == FLAG_TEXT) is said
-    assert caution_of(dataclasses.replace(r, status="error")) is None
+    assert (r.caution == FLAG_TEXT) is said
+    assert dataclasses.replace(r, status="error").caution is None

@@ -263,7 +263,7 @@ def _results_tables(ctx: Ctx, rows: list[_Row], folder: str | os.PathLike[str], 
             if show_patient:
                 line.append(para(row.patient, st.cell))
             cell: Any = para(decision, st.cell_bold if positive else st.cell)
-            note = caution_of(row.item.result)
+            note = row.item.result.caution
             if note:  # the OOD flag, as the CSV's ood_flag and the GUI's table say it
                 cell = [cell, para(note, st.cell)]
             line += [rich(f"<b>{row.p:.3f}</b>", st.cell), cell]
@@ -434,13 +434,6 @@ def write_batch_report(
     return target
 
 
-def caution_of(r: Any) -> str | None:
-    """The OOD flag's sentence of an analysed scan row (``ScanResult.ood_flag``), else None."""
-    from .ood import FLAG_TEXT
-
-    return FLAG_TEXT if getattr(r, "ood_flag", None) and str(getattr(r, "status", "ok")) == "ok" else None
-
-
 def _prediction_of(r: Any) -> Any:
     return SimpleNamespace(p_covid=float(r.p_covid), label=str(r.label), threshold=float(r.threshold),
                            operating_point=str(r.operating_point or ""), model=str(getattr(r, "model", "")),
@@ -479,7 +472,7 @@ def _study_page(ctx: Ctx, row: _Row, info: ReportInfo, *, anonymize: bool, when:
                      ctx.st.body)]
     return study_flowables(ctx, gray, prediction, heat, info, anonymize=anonymize, when=when, report_id=report_id,
                            window=None, compact=True, meta=row.metadata, source=row.path,
-                           sha256=str(getattr(r, "sha256", "")), caution=caution_of(r))
+                           sha256=str(getattr(r, "sha256", "")), caution=r.caution)
 
 
 def _picture_page(ctx: Ctx, row: _Row, info: ReportInfo, prediction: Any, png: str, gray: np.ndarray | None, *,
@@ -505,7 +498,7 @@ def _picture_page(ctx: Ctx, row: _Row, info: ReportInfo, prediction: Any, png: s
         header(ctx, info, title="Chest X-ray screening report", when=when, report_id=report_id,
                clinic=info.clinic_name, address=info.clinic_address),
         *patient_section(ctx, patient, info, anonymize=anonymize),
-        *result_section(ctx, prediction, info, compact=True, caution=caution_of(r)),
+        *result_section(ctx, prediction, info, compact=True, caution=r.caution),
         para("Images", st.h2),
     ]
     positive = str(prediction.label) == ctx.positive_class

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,14 @@ class ScanResult:
     def rejected(self) -> bool:
         return self.status == "rejected"
 
+    @property
+    def caution(self) -> str | None:
+        """The OOD flag's sentence of an accepted film unlike the training films
+        (:data:`desktop.core.ood.FLAG_TEXT`), else None; a rejected or failed film is never assessed."""
+        from .ood import FLAG_TEXT
+
+        return FLAG_TEXT if self.ok and self.ood_flag else None
+
     def csv_row(self) -> list[str]:
         """The cells of this result's ``results.csv`` row (see :mod:`desktop.core.results_csv`)."""
         from .results_csv import row_cells
@@ -68,4 +77,10 @@ class ScanResult:
         return row_cells(self)
 
 
-__all__ = ["STATUSES", "ScanResult"]
+def same_threshold(a: float, b: float) -> bool:
+    """Whether two decision thresholds are the same one (as written to and read back from results.csv): a
+    resumed scan must not mix rows decided at two thresholds under one operating-point name."""
+    return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-9)
+
+
+__all__ = ["STATUSES", "ScanResult", "same_threshold"]

@@ -262,9 +262,8 @@ class ResultsWriter:
     def __init__(self, path: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> None:
         self.path = Path(path)
         self.done: dict[str, str] = {}  # relpath -> sha256 of rows already in the file
-        self.models: set[tuple[str, str, str]] = set()  # (model, version, operating point) of its ok rows
-        #: the thresholds its ok rows were decided at, per (model, version, operating point): a site profile
-        #: calibrated again keeps its name and moves its threshold
+        #: the thresholds its ok rows were decided at, per (model, version, operating point) (:attr:`models`):
+        #: a site profile calibrated again keeps its name and moves its threshold
         self.thresholds: dict[tuple[str, str, str], set[float]] = {}
         self.rows_before = 0
         self.repaired = False
@@ -272,6 +271,11 @@ class ResultsWriter:
         self._fd: int | None = None
         self._size = 0
         self._open(resume=resume, overwrite=overwrite)
+
+    @property
+    def models(self) -> set[tuple[str, str, str]]:
+        """(model, version, operating point) of the ok rows already in the file."""
+        return set(self.thresholds)
 
     def _open(self, *, resume: bool, overwrite: bool) -> None:
         p = self.path
@@ -317,10 +321,9 @@ class ResultsWriter:
         for row in contents.rows:
             self.done[_from_text(row[0])] = row[1]
             if row[2] == "ok":
-                made = (_from_text(row[5]), _from_text(row[6]), _from_text(row[9]))
-                self.models.add(made)
+                seen = self.thresholds.setdefault((_from_text(row[5]), _from_text(row[6]), _from_text(row[9])), set())
                 try:
-                    self.thresholds.setdefault(made, set()).add(float(row[7]))
+                    seen.add(float(row[7]))
                 except ValueError:  # an empty or edited cell: nothing to compare
                     pass
             self.rows_before += 1

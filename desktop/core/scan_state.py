@@ -17,7 +17,6 @@ the other:
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from .batch import CSV_COLUMNS, RESULTS_NAME, ScanResult, read_results
 from .paths import user_data_dir
+from .results import same_threshold
 
 
 def user_scan_dir(folder: str | os.PathLike[str]) -> Path:
@@ -98,7 +98,7 @@ def resume_conflict(rows: Iterable[ScanResult], current: ModelChoice) -> str | N
         # the same site name, calibrated again since: its rows were decided at another threshold
         moved = sorted({r.threshold for r in rows if r.ok and r.threshold is not None
                         and r.operating_point == current.operating_point
-                        and not math.isclose(r.threshold, current.threshold, rel_tol=1e-5, abs_tol=1e-9)})
+                        and not same_threshold(r.threshold, current.threshold)})
         others = [replace(current, threshold=t) for t in moved]
     if not others:
         return None

@@ -1,9 +1,10 @@
 """The report dialog: a form prefilled from the file, an anonymise option, a page-1 preview, save.
 
 The PDF itself is written by :func:`desktop.core.report.write_study_report`
-in a worker (:mod:`.qt_report_output`, no widgets). The preview is that same PDF, written to a temporary file and
-its first page rasterised with pypdfium2 when available (PySide6-Essentials
-has no QtPdf); without it, the preview shows the images and the fields.
+in a worker (:mod:`.qt_report_output`, no widgets). The preview is that
+same PDF, written to a temporary file and its first page rasterised with
+pypdfium2 when available (PySide6-Essentials has no QtPdf); without it, the
+preview shows the images and the fields.
 The report ID and time are fixed when the dialog opens, so the preview shows
 the ID the saved file will carry; previews log nothing. A date the file does
 not record (a PNG or JPEG has none) is left empty and prints "not recorded".

@@ -62,9 +62,7 @@ def problem(r: ScanResult) -> str:
 
 def caution(r: ScanResult) -> str:
     """The OOD flag of an accepted film ("unlike the films the model was trained on: ..."), else ""."""
-    from desktop.core.ood import FLAG_TEXT
-
-    return FLAG_TEXT if r.ok and r.ood_flag else ""
+    return r.caution or ""
 
 
 class QtResultsModel(QAbstractTableModel):

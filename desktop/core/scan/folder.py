@@ -22,7 +22,6 @@ this module adds what a folder scan needs on top:
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -32,7 +31,7 @@ from typing import Any
 from desktop.core.errors import CXRError, OutputError
 from desktop.core.filenames import display_name
 from desktop.core.progress import CancelToken, Progress, ProgressFn
-from desktop.core.results import ScanResult
+from desktop.core.results import ScanResult, same_threshold
 from desktop.core.results_csv import ResultsWriter
 
 from .heatmaps import heatmap_path
@@ -206,8 +205,7 @@ def _check_same_model(writer: ResultsWriter, model: ModelView) -> None:
         )
     if model.threshold is None:
         return
-    moved = sorted(t for t in writer.thresholds.get(current, ())
-                   if not math.isclose(t, model.threshold, rel_tol=1e-5, abs_tol=1e-9))
+    moved = sorted(t for t in writer.thresholds.get(current, ()) if not same_threshold(t, model.threshold))
     if moved:  # the same name at another threshold: a site profile calibrated again since
         writer.close()
         raise OutputError(

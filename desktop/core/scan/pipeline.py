@@ -186,7 +186,9 @@ class ModelView:
 
         Gated, the model runs once: the gate and the OOD score read the feature map of the same forward
         pass the Grad-CAM comes from (``Predictor.explain_outputs``)."""
-        if self._gated():
+        gated = self._gated()
+        from_outputs = None
+        if gated:
             import numpy as np
 
             fmap, probs = self.predictor.forward_raw(np.asarray(inp)[None])
@@ -194,14 +196,12 @@ class ModelView:
             if getattr(verdict, "rejected", False):
                 return verdict, None
             from_outputs = getattr(self.predictor, "explain_outputs", None)
-            if callable(from_outputs):
-                pred, heatmap = from_outputs(fmap, probs, self.predictor.operating_point(self._op))
-                self.ood[id(pred)] = self._last_ood
-                self._remember([pred])
-                return pred, heatmap
-        fn = getattr(self.predictor, "explain_input", None) or self.predictor.explain
-        pred, heatmap = fn(inp, self._op)
-        if self._gated():
+        if callable(from_outputs):
+            pred, heatmap = from_outputs(fmap, probs, self.predictor.operating_point(self._op))
+        else:  # a stand-in predictor without explain_outputs runs its own pass
+            fn = getattr(self.predictor, "explain_input", None) or self.predictor.explain
+            pred, heatmap = fn(inp, self._op)
+        if gated:
             self.ood[id(pred)] = self._last_ood
         self._remember([pred])
         return pred, heatmap
